@@ -1,0 +1,1 @@
+"""Subcommands of ``mmtok``; see ``mmtok_ros/cli.py`` for the module contract."""

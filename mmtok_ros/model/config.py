@@ -1,0 +1,134 @@
+"""Model configuration: one dataclass builds every model, presets name the paper's set-ups.
+
+A checkpoint stores ``asdict(config)`` beside the weights, so a model file rebuilds its own
+model (see ``checkpoint.py``).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+
+MODALITIES = ('image', 'lidar', 'radar', 'gps', 'rssi')
+METHODS = ('routed', 'mha', 'tome', 'mod', 'ablation1', 'ablation2', 'ablation3')
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to build a model; the defaults are the ``paper-handover`` preset."""
+
+    preset: str = 'paper-handover'
+    # --- input ---
+    modalities: tuple[str, ...] = ('image', 'lidar', 'rssi')
+    n_frames: int = 5                    # tau in Section II: frames per window
+    image_hw: tuple[int, int] = (256, 256)   # camera frames are resized to this
+    bev_hw: tuple[int, int] = (256, 256)     # LiDAR bird's-eye-view grid (cells)
+    bev_range_m: tuple[float, float, float, float] = (0.0, 51.2, -25.6, 25.6)  # x0, x1, y0, y1
+    bev_ground_z_m: float = -1.4         # points below this height (sensor frame) are ground
+    bev_max_z_m: float = 3.0             # points above are ignored (trees, gantries)
+    cnn_stride: int = 8                  # image/BEV pixels per token side: 256/8 = 32 -> 1024 tokens
+    cnn_widths: tuple[int, int] = (16, 32)   # channels of the two ResNet stages of the tokenizer
+    n_radar_points: int = 300            # N_rad, Eq. 15
+    gps_dim: int = 2                     # (lat, lon) or (x, y) in metres
+    rssi_dim: int = 2                    # one RSSI per RSU, dBm
+    # --- transformer ---
+    d_model: int = 64
+    n_heads: int = 8
+    n_layers: int = 4
+    mlp_ratio: int = 4
+    router_hidden: int = 64              # width of the two-layer router (Eq. 16)
+    n_classes: int = 1                   # 1: link status logit (Eq. 8); 64/152: beam index (Eq. 7)
+    dropout: float = 0.0
+    # --- token budget ---
+    method: str = 'routed'
+    target_keep_ratio: float = 0.4       # gamma' in Eq. 19
+    keep_ratio_init: float | None = None  # r_l at start; None: gamma'
+    min_keep_ratio: float = 0.02         # lower clamp of r_l (and of the deadline controller)
+    tome_keep_fraction: float = 0.3      # ToMe: fraction of tokens left after the last layer
+    mod_capacity: float = 0.125          # MoD: capacity of every other (routed) layer
+    # --- deployment options (Table IX/X) ---
+    prune_heads_fraction: float = 0.0    # structured L2 pruning of attention heads
+    prune_mlp_fraction: float = 0.0      # structured L2 pruning of MLP channels
+
+    def __post_init__(self) -> None:
+        unknown = [m for m in self.modalities if m not in MODALITIES]
+        if unknown:
+            raise ValueError(f'unknown modalities {unknown}; choose from {MODALITIES}')
+        if self.method not in METHODS:
+            raise ValueError(f'unknown method {self.method!r}; choose from {METHODS}')
+        if self.d_model % self.n_heads:
+            raise ValueError(f'd_model={self.d_model} is not divisible by n_heads={self.n_heads}')
+        if not 0.0 < self.target_keep_ratio <= 1.0:
+            raise ValueError(f'target_keep_ratio must be in (0, 1], got {self.target_keep_ratio}')
+        for hw, name in ((self.image_hw, 'image_hw'), (self.bev_hw, 'bev_hw')):
+            if hw[0] % self.cnn_stride or hw[1] % self.cnn_stride:
+                raise ValueError(f'{name}={hw} is not a multiple of cnn_stride={self.cnn_stride}')
+
+    # --- token counts ---
+    @property
+    def image_tokens(self) -> int:
+        return (self.image_hw[0] // self.cnn_stride) * (self.image_hw[1] // self.cnn_stride)
+
+    @property
+    def lidar_tokens(self) -> int:
+        return (self.bev_hw[0] // self.cnn_stride) * (self.bev_hw[1] // self.cnn_stride)
+
+    def tokens_of(self, modality: str) -> int:
+        return {'image': self.image_tokens, 'lidar': self.lidar_tokens,
+                'radar': self.n_radar_points, 'gps': 1, 'rssi': 1}[modality]
+
+    @property
+    def tokens_per_frame(self) -> int:
+        return sum(self.tokens_of(m) for m in self.modalities)
+
+    @property
+    def n_tokens(self) -> int:
+        """N: all tokens of one window, the CLS token included."""
+        return self.n_frames * self.tokens_per_frame + 1
+
+    @property
+    def initial_keep_ratio(self) -> float:
+        return self.target_keep_ratio if self.keep_ratio_init is None else self.keep_ratio_init
+
+    def with_(self, **changes) -> 'ModelConfig':
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> 'ModelConfig':
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f'unknown config keys {unknown}')
+        tuples = {f.name for f in fields(cls) if 'tuple' in str(f.type)}
+        return cls(**{k: tuple(v) if k in tuples and v is not None else v
+                      for k, v in values.items()})
+
+
+PRESETS: dict[str, ModelConfig] = {
+    # Section IV-A: 8 layers, 8 heads, d=64, five 5-frame modalities.
+    # N = 5 * (1024 + 1024 + 300 + 1) + 1 = 11746 (the paper's 11745 leaves out the CLS token).
+    'paper-deepsense': ModelConfig(
+        preset='paper-deepsense', modalities=('image', 'lidar', 'radar', 'gps'),
+        image_hw=(256, 256), bev_hw=(512, 512), cnn_stride=16, n_layers=8, n_classes=64,
+        target_keep_ratio=0.5),
+    # Section IV-B: 4 layers, image + LiDAR + RSSI. N = 5 * (1024 + 1024 + 1) + 1 = 10246.
+    'paper-handover': ModelConfig(),
+    # Real time on a 2-core CPU: 128x128 camera and BEV, 16x16 tokens each, 4 heads of 16.
+    # N = 5 * (256 + 256 + 1) + 1 = 2566.
+    'rsu-cpu': ModelConfig(
+        preset='rsu-cpu', image_hw=(128, 128), bev_hw=(128, 128), n_heads=4,
+        bev_range_m=(0.0, 51.2, -25.6, 25.6)),
+}
+
+
+def preset(name: str, **overrides) -> ModelConfig:
+    """The named preset, with ``overrides`` applied (``method=``, ``target_keep_ratio=``...)."""
+    try:
+        base = PRESETS[name]
+    except KeyError:
+        raise ValueError(f'unknown preset {name!r}; choose from {sorted(PRESETS)}') from None
+    return replace(base, **overrides) if overrides else base
+
+
+__all__ = ['MODALITIES', 'METHODS', 'ModelConfig', 'PRESETS', 'preset']
