@@ -24,7 +24,8 @@ class ModelConfig:
     bev_range_m: tuple[float, float, float, float] = (0.0, 51.2, -25.6, 25.6)  # x0, x1, y0, y1
     bev_ground_z_m: float = -1.4         # points below this height (sensor frame) are ground
     bev_max_z_m: float = 3.0             # points above are ignored (trees, gantries)
-    cnn_stride: int = 8                  # image/BEV pixels per token side: 256/8 = 32 -> 1024 tokens
+    image_stride: int = 8                # image pixels per token side: 256/8 = 32 -> 1024 tokens
+    bev_stride: int = 8                  # BEV cells per token side
     cnn_widths: tuple[int, int] = (16, 32)   # channels of the two ResNet stages of the tokenizer
     n_radar_points: int = 300            # N_rad, Eq. 15
     gps_dim: int = 2                     # (lat, lon) or (x, y) in metres
@@ -40,6 +41,7 @@ class ModelConfig:
     # --- token budget ---
     method: str = 'routed'
     target_keep_ratio: float = 0.4       # gamma' in Eq. 19
+    keep_ratio_penalty: float = 10.0     # lambda in Eq. 19
     keep_ratio_init: float | None = None  # r_l at start; None: gamma'
     min_keep_ratio: float = 0.02         # lower clamp of r_l (and of the deadline controller)
     tome_keep_fraction: float = 0.3      # ToMe: fraction of tokens left after the last layer
@@ -58,18 +60,20 @@ class ModelConfig:
             raise ValueError(f'd_model={self.d_model} is not divisible by n_heads={self.n_heads}')
         if not 0.0 < self.target_keep_ratio <= 1.0:
             raise ValueError(f'target_keep_ratio must be in (0, 1], got {self.target_keep_ratio}')
-        for hw, name in ((self.image_hw, 'image_hw'), (self.bev_hw, 'bev_hw')):
-            if hw[0] % self.cnn_stride or hw[1] % self.cnn_stride:
-                raise ValueError(f'{name}={hw} is not a multiple of cnn_stride={self.cnn_stride}')
+        for hw, stride, name in ((self.image_hw, self.image_stride, 'image'),
+                                 (self.bev_hw, self.bev_stride, 'bev')):
+            if stride < 4 or stride % 4 or hw[0] % stride or hw[1] % stride:
+                raise ValueError(f'{name}_hw={hw} must be a multiple of {name}_stride={stride}, '
+                                 'itself a multiple of 4')
 
     # --- token counts ---
     @property
     def image_tokens(self) -> int:
-        return (self.image_hw[0] // self.cnn_stride) * (self.image_hw[1] // self.cnn_stride)
+        return (self.image_hw[0] // self.image_stride) * (self.image_hw[1] // self.image_stride)
 
     @property
     def lidar_tokens(self) -> int:
-        return (self.bev_hw[0] // self.cnn_stride) * (self.bev_hw[1] // self.cnn_stride)
+        return (self.bev_hw[0] // self.bev_stride) * (self.bev_hw[1] // self.bev_stride)
 
     def tokens_of(self, modality: str) -> int:
         return {'image': self.image_tokens, 'lidar': self.lidar_tokens,
@@ -110,7 +114,7 @@ PRESETS: dict[str, ModelConfig] = {
     # N = 5 * (1024 + 1024 + 300 + 1) + 1 = 11746 (the paper's 11745 leaves out the CLS token).
     'paper-deepsense': ModelConfig(
         preset='paper-deepsense', modalities=('image', 'lidar', 'radar', 'gps'),
-        image_hw=(256, 256), bev_hw=(512, 512), cnn_stride=16, n_layers=8, n_classes=64,
+        image_hw=(256, 256), bev_hw=(512, 512), bev_stride=16, n_layers=8, n_classes=64,
         target_keep_ratio=0.5),
     # Section IV-B: 4 layers, image + LiDAR + RSSI. N = 5 * (1024 + 1024 + 1) + 1 = 10246.
     'paper-handover': ModelConfig(),

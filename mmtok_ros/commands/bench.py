@@ -1,0 +1,43 @@
+"""mmtok bench: latency, memory and FLOPs of every method in one run."""
+from __future__ import annotations
+
+from ..model.config import METHODS, PRESETS
+
+HELP = 'Benchmark single-window inference of several methods in one run (table + JSON).'
+
+
+def _csv(text: str) -> list[str]:
+    return [t.strip() for t in text.split(',') if t.strip()]
+
+
+def add_arguments(p) -> None:
+    p.add_argument('--preset', default='paper-handover', choices=sorted(PRESETS))
+    p.add_argument('--device', default='auto', help='cpu, cuda, cuda:N or auto (default)')
+    p.add_argument('--methods', default='mha,tome,mod,routed',
+                   help=f'comma-separated, from {",".join(METHODS)}')
+    p.add_argument('--gammas', default='0.3,0.4,0.5,0.7',
+                   help="target keep ratios gamma' for the routed methods")
+    p.add_argument('--reps', type=int, default=7, help='timed windows per method')
+    p.add_argument('--warmup', type=int, default=2)
+    p.add_argument('--precision', default='fp32', choices=('fp32', 'fp16', 'bf16'))
+    p.add_argument('--prune', type=float, default=0.0,
+                   help='structured pruning fraction of heads and MLP channels (0: none)')
+    p.add_argument('--out', default='results/bench.json', help='JSON file to write')
+    p.add_argument('--no-progress', action='store_true')
+
+
+def run(args) -> int:
+    from ..bench.latency import format_table, run_benchmark, write_json
+    methods = _csv(args.methods)
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f'unknown methods {unknown}; choose from {list(METHODS)}')
+    gammas = [float(g) for g in _csv(args.gammas)]
+    rows = run_benchmark(args.preset, device=args.device, methods=methods, gammas=gammas,
+                         reps=args.reps, warmup=args.warmup, precision=args.precision,
+                         prune=args.prune, progress=not args.no_progress)
+    print(f"\n{args.preset} on {rows[0]['device_name']} ({args.precision}, batch 1, "
+          f'median of {args.reps})')
+    print(format_table(rows))
+    print(f'wrote {write_json(rows, args.out)}')
+    return 0

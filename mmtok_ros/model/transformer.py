@@ -1,0 +1,303 @@
+"""The multi-modal transformer with token routing and learned keep ratios, and its baselines.
+
+Read top to bottom: attention, MLP, block, router, the four kinds of layer (full, routed,
+MoD, ToMe), then the model. Every method of ``config.METHODS`` is this one model with a
+different layer plan, so tokenizers, head and training code are shared.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from . import routing
+from .config import ModelConfig
+from .tokenizers import FrameTokenizer
+from .tome import bipartite_merge, merge_count_schedule
+
+
+def plain_attention(q, k, v, bias=None):
+    """Reference attention (B, h, N, hd); ``scaled_dot_product_attention`` must match it."""
+    logits = (q @ k.transpose(-2, -1)) / math.sqrt(q.shape[-1])
+    if bias is not None:
+        logits = logits + bias
+    return logits.softmax(dim=-1) @ v
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention; ``n_heads`` and ``head_dim`` are per layer so that
+    structured head pruning (``compress.py``) can shrink a layer for real."""
+
+    def __init__(self, d_model: int, n_heads: int, head_dim: int):
+        super().__init__()
+        self.n_heads, self.head_dim = n_heads, head_dim
+        self.qkv = nn.Linear(d_model, 3 * n_heads * head_dim)
+        self.proj = nn.Linear(n_heads * head_dim, d_model)
+        self.use_sdpa = True
+
+    def forward(self, x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+        B, N, _ = x.shape
+        qkv = self.qkv(x).view(B, N, 3, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)                                        # (B, h, N, hd)
+        if bias is not None:
+            bias = bias.to(q.dtype)
+        if self.use_sdpa:  # flash / memory-efficient kernels where available
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+        else:
+            y = plain_attention(q, k, v, bias)
+        return self.proj(y.transpose(1, 2).reshape(B, N, -1))          # (B, N, d)
+
+
+class MLP(nn.Module):
+    def __init__(self, d_model: int, hidden: int):
+        super().__init__()
+        self.fc1 = nn.Linear(d_model, hidden)
+        self.fc2 = nn.Linear(hidden, d_model)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(F.gelu(self.fc1(x)))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer encoder block."""
+
+    def __init__(self, cfg: ModelConfig, n_heads: int, mlp_hidden: int):
+        super().__init__()
+        head_dim = cfg.d_model // cfg.n_heads
+        self.ln1 = nn.LayerNorm(cfg.d_model)
+        self.attn = Attention(cfg.d_model, n_heads, head_dim)
+        self.ln2 = nn.LayerNorm(cfg.d_model)
+        self.mlp = MLP(cfg.d_model, mlp_hidden)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.ln1(x))
+        return x + self.mlp(self.ln2(x))
+
+    def residual_branch(self, x: torch.Tensor) -> torch.Tensor:
+        """E_l(X) of Eq. 17: what the block adds to its input."""
+        return self(x) - x
+
+
+class Router(nn.Module):
+    """Eq. 16: two linear layers with GELU, one score per token, always in FP32."""
+
+    def __init__(self, d_model: int, hidden: int):
+        super().__init__()
+        self.fc1 = nn.Linear(d_model, hidden)
+        self.fc2 = nn.Linear(hidden, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(x.device.type, enabled=False):
+            return self.fc2(F.gelu(self.fc1(x.float()))).squeeze(-1)  # (B, N)
+
+
+# --- layers: each takes and returns (x, size); size is None except for ToMe ---------------
+
+class FullLayer(nn.Module):
+    """Every token through the block (the ``mha`` baseline, and MoD's unrouted layers)."""
+
+    def __init__(self, block: Block):
+        super().__init__()
+        self.block = block
+
+    def forward(self, x, size=None):
+        return self.block(x), size
+
+    def tokens_processed(self, n_tokens: int) -> int:
+        return n_tokens
+
+
+class RoutedLayer(nn.Module):
+    """Top-K routing (Eq. 16-17) with a keep ratio r_l.
+
+    ``learn_keep_ratio``: training runs the block at K_down = floor(N r_l) and K_up = K_down + 1
+    and mixes the two outputs as in Eq. 18, so r_l gets a gradient; inference is one pass at
+    K = round(N r_l). Otherwise (MoD, ablation 3) K = round(N r_l) always. ``keep_override``
+    lets the deadline controller lower or raise K at run time without touching the weights.
+    """
+
+    def __init__(self, block: Block, router: Router, keep_ratio: float, learn_keep_ratio: bool,
+                 min_keep_ratio: float):
+        super().__init__()
+        self.block, self.router = block, router
+        self.keep_ratio = nn.Parameter(torch.tensor(float(keep_ratio)),
+                                       requires_grad=learn_keep_ratio)
+        self.learn_keep_ratio = learn_keep_ratio
+        self.min_keep_ratio = min_keep_ratio
+        self.keep_override: float | None = None
+
+    def ratio(self) -> torch.Tensor:
+        if self.keep_override is not None:
+            return torch.tensor(self.keep_override)
+        return self.keep_ratio.clamp(self.min_keep_ratio, 1.0)
+
+    def tokens_processed(self, n_tokens: int) -> int:
+        return routing.keep_count(n_tokens, float(self.ratio().detach()))
+
+    def forward(self, x, size=None):
+        n = x.shape[1]
+        scores = self.router(x)                                          # (B, N) fp32
+        if not (self.training and self.learn_keep_ratio and self.keep_override is None):
+            idx = routing.top_k_indices(scores, self.tokens_processed(n))  # (B, K)
+            return routing.route(x, scores, idx, self.block.residual_branch), size
+        r = self.ratio()
+        k_down, k_up = routing.floor_ceil_counts(n, r)
+        idx = routing.top_k_indices(scores, k_up)            # best first: prefix = Top-K_down
+        x_up = routing.route(x, scores, idx, self.block.residual_branch)
+        x_down = routing.route(x, scores, idx[:, :k_down], self.block.residual_branch)
+        nr = n * r
+        return x_up * (nr - k_down) + x_down * (k_up - nr), size        # Eq. 18
+
+
+class MergingLayer(nn.Module):
+    """ToMe: attention over all current tokens, merge ``r`` of them, then the MLP."""
+
+    def __init__(self, block: Block, merge_count: int):
+        super().__init__()
+        self.block, self.merge_count = block, merge_count
+
+    def tokens_processed(self, n_tokens: int) -> int:
+        return n_tokens
+
+    def forward(self, x, size=None):
+        if size is None:
+            size = x.new_ones(x.shape[0], x.shape[1], 1)
+        bias = size.log()[:, None, None, :, 0]          # proportional attention: (B, 1, 1, N)
+        x = x + self.block.attn(self.block.ln1(x), bias=bias)
+        cls, cls_size = x[:, :1], size[:, :1]           # CLS never merges
+        rest, rest_size = bipartite_merge(x[:, 1:], size[:, 1:], self.merge_count)
+        x, size = torch.cat([cls, rest], dim=1), torch.cat([cls_size, rest_size], dim=1)
+        return x + self.block.mlp(self.block.ln2(x)), size
+
+
+def pruned_sizes(cfg: ModelConfig) -> tuple[int, int]:
+    """Heads and MLP width left after structured pruning (Table IX/X's technique)."""
+    heads = max(1, cfg.n_heads - int(round(cfg.n_heads * cfg.prune_heads_fraction)))
+    hidden = cfg.mlp_ratio * cfg.d_model
+    return heads, max(1, hidden - int(round(hidden * cfg.prune_mlp_fraction)))
+
+
+def build_layers(cfg: ModelConfig) -> nn.ModuleList:
+    heads, hidden = pruned_sizes(cfg)
+    block = lambda: Block(cfg, heads, hidden)  # noqa: E731
+    router = lambda: Router(cfg.d_model, cfg.router_hidden)  # noqa: E731
+    layers = []
+    if cfg.method == 'tome':
+        for r in merge_count_schedule(cfg.n_tokens - 1, cfg.n_layers, cfg.tome_keep_fraction):
+            layers.append(MergingLayer(block(), r))
+    for i in range(cfg.n_layers if cfg.method != 'tome' else 0):
+        if cfg.method == 'mha' or (cfg.method == 'mod' and i % 2 == 0):
+            layers.append(FullLayer(block()))
+        elif cfg.method == 'mod':  # every other layer routed at a fixed capacity
+            layers.append(RoutedLayer(block(), router(), cfg.mod_capacity, False,
+                                      cfg.min_keep_ratio))
+        else:  # routed and its ablations; ablation 3 keeps one fixed uniform ratio
+            layers.append(RoutedLayer(block(), router(), cfg.initial_keep_ratio,
+                                      cfg.method != 'ablation3', cfg.min_keep_ratio))
+    return nn.ModuleList(layers)
+
+
+class MultiModalTransformer(nn.Module):
+    """Window of frames -> logits. ``forward(batch)`` = ``encode(tokenize(batch))``.
+
+    ``batch``: dict with one tensor per modality, (B, T, ...) each, and optionally ``present``
+    (B, T, M) bool. ``tokenize`` is per frame and cacheable; ``encode`` adds the temporal
+    embedding and the CLS token and runs the layers and the head.
+    """
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        d = cfg.d_model
+        self.frame_tokenizer = FrameTokenizer(cfg)
+        self.temporal = nn.Embedding(cfg.n_frames, d)
+        self.cls = nn.Parameter(0.02 * torch.randn(1, 1, d))
+        self.layers = build_layers(cfg)
+        self.ln_f = nn.LayerNorm(d)
+        self.head = nn.Linear(d, cfg.n_classes)
+        self.apply(self._init_weights)
+        self._freeze_for_method()
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+
+    def _freeze_for_method(self) -> None:
+        """Ablation 1 freezes the tokenizers, ablation 2 the routers (Section IV-A)."""
+        frozen = {'ablation1': ('frame_tokenizer',), 'ablation2': ('router',)}.get(
+            self.cfg.method, ())
+        for name, p in self.named_parameters():
+            if any(part in name.split('.') for part in frozen):
+                p.requires_grad_(False)
+
+    # --- the two stages -------------------------------------------------------------------
+    def tokenize(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """(B, T, ...) per modality -> (B, T, tokens_per_frame, d)."""
+        first = batch[self.cfg.modalities[0]]
+        B, T = first.shape[:2]
+        frames = {m: batch[m].flatten(0, 1) for m in self.cfg.modalities}   # (BT, ...)
+        present = batch.get('present')
+        present = None if present is None else present.flatten(0, 1)       # (BT, M)
+        tokens = self.frame_tokenizer(frames, present)                       # (BT, n, d)
+        return tokens.view(B, T, *tokens.shape[1:])
+
+    def transform(self, frame_tokens: torch.Tensor) -> torch.Tensor:
+        """(B, T, n, d) frame tokens -> (B, N_L, d) after the last layer, CLS first."""
+        B, T, n, d = frame_tokens.shape
+        x = frame_tokens + self.temporal.weight[:T, None, :]                # (B, T, n, d)
+        x = torch.cat([self.cls.expand(B, 1, d).to(x.dtype), x.reshape(B, T * n, d)], dim=1)
+        size = None
+        for layer in self.layers:
+            x, size = layer(x, size)                                         # (B, N_l, d)
+        return x
+
+    def readout(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, N_L, d) -> (B, n_classes) logits from the CLS token."""
+        return self.head(self.ln_f(x[:, 0]))
+
+    def encode(self, frame_tokens: torch.Tensor) -> torch.Tensor:
+        """(B, T, n, d) frame tokens -> (B, n_classes) logits."""
+        return self.readout(self.transform(frame_tokens))
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.encode(self.tokenize(batch))
+
+    # --- keep ratios ---------------------------------------------------------------------
+    def routed_layers(self) -> list[RoutedLayer]:
+        return [layer for layer in self.layers if isinstance(layer, RoutedLayer)]
+
+    def keep_ratios(self) -> torch.Tensor:
+        """r_l of every routed layer (empty for ``mha``/``tome``)."""
+        ratios = [layer.ratio() for layer in self.routed_layers()]
+        return torch.stack(ratios) if ratios else torch.zeros(0)
+
+    def keep_ratio_penalty(self) -> torch.Tensor:
+        """The second term of Eq. 19: lambda (r_avg - gamma')^2 (zero when nothing is learned)."""
+        learned = [l.ratio() for l in self.routed_layers() if l.learn_keep_ratio]
+        if not learned:
+            return self.cls.new_zeros(())
+        r_avg = torch.stack(learned).mean()
+        return self.cfg.keep_ratio_penalty * (r_avg - self.cfg.target_keep_ratio) ** 2
+
+    def set_keep_override(self, scale: float | None) -> None:
+        """Run time: K_l = round(N * scale * r_l) (deadline control); None restores r_l."""
+        for layer in self.routed_layers():
+            layer.keep_override = None
+            if scale is not None:
+                layer.keep_override = float(min(1.0, max(layer.min_keep_ratio,
+                                                         scale * float(layer.ratio().detach()))))
+
+    def tokens_per_layer(self, n_tokens: int | None = None) -> list[int]:
+        """Tokens that enter attention in each layer at inference."""
+        n = self.cfg.n_tokens if n_tokens is None else n_tokens
+        counts = []
+        for layer in self.layers:
+            counts.append(layer.tokens_processed(n))
+            if isinstance(layer, MergingLayer):
+                n -= layer.merge_count
+        return counts
