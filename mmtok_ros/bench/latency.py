@@ -20,6 +20,7 @@ from ..model import MultiModalTransformer, preset
 from ..model.compress import autocast_for, prune_model
 from ..model.flops import count_flops, dummy_window
 from .memory import PeakMemory
+from .memory_probe import cpu_peak_mb
 
 ROUTED_METHODS = ('routed', 'ablation1', 'ablation2', 'ablation3')
 
@@ -103,12 +104,16 @@ def run_benchmark(preset_name: str, *, device: str | None = None, methods: list[
     cfg = candidates[0].model.cfg
     window = dummy_window(cfg, batch=1, device=dev)
     rows_mem = {}
-    for c in tqdm(candidates, desc='warm-up', disable=not progress):
+    for c in tqdm(candidates, desc='warm-up + memory', disable=not progress):
         c.model.to(dev)
         with PeakMemory(dev) as mem:
             for _ in range(max(1, warmup)):
                 time_once(c, window, dev, precision)
         rows_mem[id(c)] = mem.peak_mb
+        if dev.type == 'cpu':  # RSS inside this process is shared by all models: measure apart
+            rows_mem[id(c)] = cpu_peak_mb({
+                'preset': preset_name, 'method': c.method, 'gamma': c.gamma, 'prune': prune,
+                'precision': precision, 'threads': torch.get_num_threads()})
         c.total_ms.clear()
         for v in c.stage_ms.values():
             v.clear()
