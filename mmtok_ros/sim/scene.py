@@ -1,0 +1,159 @@
+"""Testbed geometry: a straight road, two RSUs, the receiver car and one blocker vehicle.
+
+World frame 'rsu1' (metres): origin at the foot of RSU 1's pole, x along the road towards RSU 2,
+y to the left, z up. The road runs along x between y = -3.0 m (near edge, 3 m from the poles)
+and y = -13.5 m, three 3.5 m lanes centred at y = -4.75 (near), -8.25 (middle), -11.75 (far).
+RSU antennas sit at 4 m height, RSU 2 at x = 40 m: the layout of the paper's Fig. 4(b) (two
+RSUs some tens of metres apart, one car driving from RSU 1 to RSU 2 at <= 10 km/h, a large
+vehicle blocking RSU 1's link).
+
+Why kinds with seeded perturbations: the paper's 10 scenarios differ by how the blocker moves
+relative to the car; a kind fixes that story (which lane, which direction, which vehicle), the
+seed varies speeds and starts a little so repeated scenarios are not copies.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+
+import numpy as np
+
+KMH = 1.0 / 3.6                       # m/s per km/h
+MAX_SPEED_MPS = 10.0 * KMH            # paper: at most 10 km/h
+
+ROAD_Y_NEAR_M = -3.0
+ROAD_Y_FAR_M = -13.5
+LANE_WIDTH_M = 3.5
+LANE_Y_M = {'near': -4.75, 'mid': -8.25, 'far': -11.75}
+RSU_XYZ_M = {'rsu1': np.array([0.0, 0.0, 4.0]), 'rsu2': np.array([40.0, 0.0, 4.0])}
+RSU_POLE_SIZE_M = 0.3
+RECEIVER_ANTENNA_HEIGHT_M = 1.5
+
+
+@dataclass(frozen=True)
+class VehicleSpec:
+    """An axis-aligned box on the road (long side along x)."""
+    kind: str
+    length_m: float
+    width_m: float
+    height_m: float
+    color_rgb: tuple[int, int, int]
+
+
+@dataclass(frozen=True)
+class Track:
+    """Constant-speed motion along a lane: x(t) = start_x + speed * t (speed < 0: towards RSU 1)."""
+    lane: str
+    start_x_m: float
+    speed_mps: float
+
+    @property
+    def lane_y_m(self) -> float:
+        return LANE_Y_M[self.lane]
+
+    def xy_at(self, t_s: np.ndarray | float) -> np.ndarray:
+        t_s = np.asarray(t_s, float)
+        x = self.start_x_m + self.speed_mps * t_s
+        return np.stack([x, np.full_like(x, self.lane_y_m)], axis=-1)
+
+
+CAR = VehicleSpec('car', 4.5, 1.8, 1.45, (200, 30, 35))
+VEHICLES = {
+    'box_truck': VehicleSpec('box_truck', 8.5, 2.5, 3.6, (235, 235, 225)),
+    'semi_truck': VehicleSpec('semi_truck', 12.0, 2.55, 3.9, (40, 90, 170)),
+    'bus': VehicleSpec('bus', 11.0, 2.5, 3.2, (240, 190, 30)),
+    'van': VehicleSpec('van', 5.3, 2.0, 2.6, (160, 165, 170)),
+    'low_van': VehicleSpec('low_van', 5.0, 1.9, 2.1, (60, 130, 70)),
+}
+
+
+@dataclass(frozen=True)
+class ScenarioKind:
+    name: str
+    story: str
+    receiver: Track
+    blocker: Track
+    blocker_vehicle: str
+    blocks: bool          # designed to cut RSU 1's link (checked by the tests)
+
+
+def _kmh(v: float) -> float:
+    return v * KMH
+
+
+# Interleaved so that any prefix of >= 2 kinds has a blocked and an unblocked scenario.
+SCENARIO_KINDS: tuple[ScenarioKind, ...] = (
+    ScenarioKind('truck_overtakes_near', 'box truck overtakes in the near lane',
+                 Track('far', 2.0, _kmh(5.0)), Track('near', -22.0, _kmh(9.5)), 'box_truck', True),
+    ScenarioKind('low_van_near_clear', 'low van in the near lane passes under the link',
+                 Track('far', 0.0, _kmh(6.0)), Track('near', -12.0, _kmh(9.0)), 'low_van', False),
+    ScenarioKind('bus_oncoming_near', 'bus comes the other way in the near lane',
+                 Track('far', 0.0, _kmh(5.5)), Track('near', 30.0, -_kmh(8.0)), 'bus', True),
+    ScenarioKind('truck_behind_far_clear', 'semi truck follows the car in its lane',
+                 Track('far', 2.0, _kmh(5.5)), Track('far', -12.0, _kmh(5.5)), 'semi_truck', False),
+    ScenarioKind('van_overtakes_mid', 'van overtakes in the middle lane',
+                 Track('far', 0.0, _kmh(4.5)), Track('mid', -14.0, _kmh(9.0)), 'van', True),
+    ScenarioKind('bus_far_side_clear', 'bus beyond the car (car in the middle lane)',
+                 Track('mid', 0.0, _kmh(5.0)), Track('far', 32.0, -_kmh(7.0)), 'bus', False),
+    ScenarioKind('truck_slow_near', 'delivery truck crawls in the near lane, car (middle lane) passes it',
+                 Track('mid', -8.0, _kmh(7.0)), Track('near', 4.0, _kmh(1.0)), 'box_truck', True),
+    ScenarioKind('semi_oncoming_mid', 'semi truck comes the other way in the middle lane',
+                 Track('far', 0.0, _kmh(5.0)), Track('mid', 40.0, -_kmh(9.0)), 'semi_truck', True),
+    ScenarioKind('van_near_grazing_clear', 'van in the near lane, car in the middle lane',
+                 Track('mid', 0.0, _kmh(5.0)), Track('near', -14.0, _kmh(8.5)), 'low_van', False),
+    ScenarioKind('bus_overtakes_mid', 'bus overtakes slowly in the middle lane',
+                 Track('far', -2.0, _kmh(6.0)), Track('mid', -24.0, _kmh(9.5)), 'bus', True),
+)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One concrete scenario: a kind with its seeded speeds/starts."""
+    index: int
+    kind: ScenarioKind
+    seed: int
+    receiver: Track
+    blocker: Track
+    blocker_vehicle: VehicleSpec
+
+    def receiver_antenna_xyz_m(self, t_s: np.ndarray) -> np.ndarray:
+        xy = self.receiver.xy_at(t_s)
+        return np.concatenate([xy, np.full(xy.shape[:-1] + (1,), RECEIVER_ANTENNA_HEIGHT_M)], -1)
+
+    def boxes_at(self, t_s: float) -> list[tuple[np.ndarray, np.ndarray, VehicleSpec]]:
+        """Axis-aligned boxes (min corner, max corner, spec) of the moving vehicles at t."""
+        out = []
+        for track, spec in ((self.receiver, CAR), (self.blocker, self.blocker_vehicle)):
+            x, y = track.xy_at(t_s)
+            half = np.array([spec.length_m / 2, spec.width_m / 2])
+            lo = np.array([x - half[0], y - half[1], 0.0])
+            hi = np.array([x + half[0], y + half[1], spec.height_m])
+            out.append((lo, hi, spec))
+        return out
+
+    def describe(self) -> dict:
+        return {'kind': self.kind.name, 'story': self.kind.story,
+                'designed_to_block': self.kind.blocks, 'seed': self.seed,
+                'receiver': asdict(self.receiver), 'blocker': asdict(self.blocker),
+                'blocker_vehicle': asdict(self.blocker_vehicle)}
+
+
+def static_boxes() -> list[tuple[np.ndarray, np.ndarray, VehicleSpec]]:
+    """RSU poles (RSU 1's own pole is left out of its sensors' view)."""
+    pole = VehicleSpec('pole', RSU_POLE_SIZE_M, RSU_POLE_SIZE_M, 4.2, (120, 120, 125))
+    x, y, _ = RSU_XYZ_M['rsu2']
+    h = RSU_POLE_SIZE_M / 2
+    return [(np.array([x - h, y - h, 0.0]), np.array([x + h, y + h, pole.height_m]), pole)]
+
+
+def make_scenario(index: int, seed: int) -> Scenario:
+    """Scenario ``index`` of a run: kind ``index % 10``, speeds x U(0.94, 1.06), starts +-0.6 m."""
+    kind = SCENARIO_KINDS[index % len(SCENARIO_KINDS)]
+    rng = np.random.default_rng([seed, index, 0x5CE])
+
+    def jitter(track: Track) -> Track:
+        v = float(np.clip(track.speed_mps * rng.uniform(0.94, 1.06), -MAX_SPEED_MPS, MAX_SPEED_MPS))
+        return replace(track, start_x_m=round(track.start_x_m + rng.uniform(-0.6, 0.6), 3),
+                       speed_mps=round(v, 4))
+
+    return Scenario(index, kind, seed, jitter(kind.receiver), jitter(kind.blocker),
+                    VEHICLES[kind.blocker_vehicle])
