@@ -41,7 +41,7 @@ class VehicleSpec:
 
 @dataclass(frozen=True)
 class Track:
-    """Constant-speed motion along a lane: x(t) = start_x + speed * t (speed < 0: towards RSU 1)."""
+    """Constant-speed motion along a lane: x(t) = start_x + speed * t (< 0: towards RSU 1)."""
     lane: str
     start_x_m: float
     speed_mps: float
@@ -89,12 +89,13 @@ SCENARIO_KINDS: tuple[ScenarioKind, ...] = (
     ScenarioKind('bus_oncoming_near', 'bus comes the other way in the near lane',
                  Track('far', 0.0, _kmh(5.5)), Track('near', 30.0, -_kmh(8.0)), 'bus', True),
     ScenarioKind('truck_behind_far_clear', 'semi truck follows the car in its lane',
-                 Track('far', 2.0, _kmh(5.5)), Track('far', -12.0, _kmh(5.5)), 'semi_truck', False),
+                 Track('far', 2.0, _kmh(5.5)), Track('far', -12.0, _kmh(5.5)), 'semi_truck',
+                 False),
     ScenarioKind('van_overtakes_mid', 'van overtakes in the middle lane',
                  Track('far', 0.0, _kmh(4.5)), Track('mid', -14.0, _kmh(9.0)), 'van', True),
     ScenarioKind('bus_far_side_clear', 'bus beyond the car (car in the middle lane)',
                  Track('mid', 0.0, _kmh(5.0)), Track('far', 32.0, -_kmh(7.0)), 'bus', False),
-    ScenarioKind('truck_slow_near', 'delivery truck crawls in the near lane, car (middle lane) passes it',
+    ScenarioKind('truck_slow_near', 'delivery truck crawls in the near lane, car passes it',
                  Track('mid', -8.0, _kmh(7.0)), Track('near', 4.0, _kmh(1.0)), 'box_truck', True),
     ScenarioKind('semi_oncoming_mid', 'semi truck comes the other way in the middle lane',
                  Track('far', 0.0, _kmh(5.0)), Track('mid', 40.0, -_kmh(9.0)), 'semi_truck', True),
@@ -151,7 +152,8 @@ def make_scenario(index: int, seed: int) -> Scenario:
     rng = np.random.default_rng([seed, index, 0x5CE])
 
     def jitter(track: Track) -> Track:
-        v = float(np.clip(track.speed_mps * rng.uniform(0.94, 1.06), -MAX_SPEED_MPS, MAX_SPEED_MPS))
+        v = float(np.clip(track.speed_mps * rng.uniform(0.94, 1.06),
+                          -MAX_SPEED_MPS, MAX_SPEED_MPS))
         return replace(track, start_x_m=round(track.start_x_m + rng.uniform(-0.6, 0.6), 3),
                        speed_mps=round(v, 4))
 
