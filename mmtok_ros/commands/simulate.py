@@ -11,7 +11,8 @@ HELP = 'simulate the two-RSU 60 GHz handover testbed: rosbag2 (MCAP) bags + grou
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--out', required=True,
                         help='output directory (scenario bags go inside)')
-    parser.add_argument('--scenarios', type=int, default=10, help='number of scenarios (kind i %% 10)')
+    parser.add_argument('--scenarios', type=int, default=10,
+                        help='number of scenarios (scenario i has kind i %% 10)')
     parser.add_argument('--seed', type=int, default=0, help='random seed (same seed, same bytes)')
     parser.add_argument('--frames', type=int, default=None,
                         help='frames per scenario at 300 ms (default 85: ~800 windows in total)')
