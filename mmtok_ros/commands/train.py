@@ -1,0 +1,65 @@
+"""mmtok train: train a model on simulated or recorded bags and save it with its config."""
+from __future__ import annotations
+
+import json
+
+from ..model.config import METHODS, PRESETS
+
+HELP = 'Train a model on the bags in a directory (Eq. 19 loss), optionally holding scenarios out.'
+
+
+def add_train_options(p) -> None:
+    """Options shared by train, crossval and report."""
+    p.add_argument('--data', required=True, help='directory of rosbag2 bags (mmtok simulate --out)')
+    p.add_argument('--preset', default='rsu-cpu', choices=sorted(PRESETS))
+    p.add_argument('--epochs', type=int, default=20)
+    p.add_argument('--batch-size', type=int, default=16)
+    p.add_argument('--lr', type=float, default=1e-4)
+    p.add_argument('--weight-decay', type=float, default=0.01)
+    p.add_argument('--device', default='auto')
+    p.add_argument('--no-progress', action='store_true')
+
+
+def train_config(args, seed: int = 0):
+    from ..train.trainer import TrainConfig
+    return TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                       weight_decay=args.weight_decay, seed=seed, device=args.device)
+
+
+def add_arguments(p) -> None:
+    add_train_options(p)
+    p.add_argument('--method', default='routed', choices=METHODS)
+    p.add_argument('--gamma', type=float, default=0.4, help="target keep ratio gamma'")
+    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--holdout', default='', help='comma-separated bag names kept out of training '
+                                                 'and used to report held-out accuracy')
+    p.add_argument('--out', required=True, help='model file to write (.pt)')
+
+
+def run(args) -> int:
+    import numpy as np
+
+    from ..model import preset
+    from ..model.checkpoint import save_model
+    from ..train.build import dataset_from_bags
+    from ..train.trainer import evaluate, train_model
+    cfg = preset(args.preset, method=args.method, target_keep_ratio=args.gamma)
+    data, names = dataset_from_bags(args.data, cfg, progress=not args.no_progress)
+    holdout = [h for h in args.holdout.split(',') if h]
+    unknown = sorted(set(holdout) - set(names))
+    if unknown:
+        raise ValueError(f'--holdout names {unknown} are not bags in {args.data}; have {names}')
+    held = np.isin(data.groups, [names.index(h) for h in holdout])
+    model, history = train_model(cfg, data.subset(np.flatnonzero(~held)),
+                                 train_config(args, args.seed), progress=not args.no_progress)
+    meta = {'train_bags': [n for n in names if n not in holdout], 'holdout_bags': holdout,
+            'history': history, 'keep_ratios': model.keep_ratios().tolist()}
+    if held.any():
+        meta['holdout'] = evaluate(model, data.subset(np.flatnonzero(held)))
+        print(f"held-out accuracy: {meta['holdout']['accuracy']:.4f} on {meta['holdout']['n']} windows")
+    path = save_model(args.out, model, meta=meta)
+    print(f"trained {cfg.preset}/{cfg.method} gamma'={cfg.target_keep_ratio} in "
+          f"{history['seconds']:.0f} s; keep ratios {[round(r, 3) for r in meta['keep_ratios']]}")
+    print(f'wrote {path}')
+    print(json.dumps({'model': str(path), **meta.get('holdout', {})}))
+    return 0

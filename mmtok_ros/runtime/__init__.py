@@ -1,0 +1,1 @@
+"""Run-time core of the RSU node (ROS-free): streaming inference and deadline control."""

@@ -1,0 +1,139 @@
+"""Streaming inference: each frame is tokenized once, on arrival; a window reuses the cached
+tokens of its older frames and only runs the transformer.
+
+Frame tokens carry no temporal embedding (``MultiModalTransformer.tokenize``), so a frame's
+tokens are the same whatever its position in the window; ``encode`` adds the position.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..data.window import Window
+from ..model import MultiModalTransformer
+from ..model.compress import autocast_for
+
+_log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    newest_stamp_ns: int
+    p_blocked: float          # probability that the serving link is blocked at the next frame
+    blocked: bool             # p_blocked >= threshold
+    inference_ms: float       # tokenizing new frames + transformer + head
+    frames_tokenized: int     # frames not found in the cache
+    tokens_per_layer: tuple[int, ...]
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+
+
+class StreamingPredictor:
+    """Window -> :class:`Prediction`, with a per-frame token cache keyed by frame stamp."""
+
+    def __init__(self, model: MultiModalTransformer, *, device: str | torch.device = 'cpu',
+                 precision: str = 'fp32', threshold: float = 0.5, cache_frames: int | None = None):
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.precision = precision
+        self.threshold = threshold
+        self.modalities = tuple(model.cfg.modalities)
+        self.cache: OrderedDict[tuple, torch.Tensor] = OrderedDict()
+        self.cache_frames = cache_frames or 2 * model.cfg.n_frames
+        self.cache_hits = 0
+        self.cache_misses = 0
+
+    @staticmethod
+    def _key(window: Window, t: int) -> tuple:
+        return int(window.stamps_ns[t]), tuple(bool(p) for p in window.arrays['present'][t])
+
+    def _frame_batch(self, window: Window, ts: list[int]) -> dict[str, torch.Tensor]:
+        """Frames ``ts`` of ``window`` as a (1, len(ts), ...) model batch."""
+        out = {m: torch.from_numpy(np.ascontiguousarray(window.arrays[m][ts]))[None].to(self.device)
+               for m in self.modalities}
+        out['present'] = torch.from_numpy(window.arrays['present'][ts])[None].to(self.device)
+        return out
+
+    @torch.no_grad()
+    def predict(self, window: Window, *, use_cache: bool = True) -> Prediction:
+        T = len(window.stamps_ns)
+        _sync(self.device)
+        start = time.perf_counter()
+        with autocast_for(self.device, self.precision):
+            keys = [self._key(window, t) for t in range(T)]
+            missing = [t for t, k in enumerate(keys) if not use_cache or k not in self.cache]
+            fresh = {}
+            if missing:
+                tokens = self.model.tokenize(self._frame_batch(window, missing))[0]  # (m, n, d)
+                fresh = {keys[t]: tokens[i] for i, t in enumerate(missing)}
+            frame_tokens = torch.stack([fresh[k] if k in fresh else self.cache[k] for k in keys])
+            logit = self.model.encode(frame_tokens[None])[0, 0].float()             # (T, n, d) -> ()
+        p = float(torch.sigmoid(logit))
+        _sync(self.device)
+        inference_ms = (time.perf_counter() - start) * 1e3
+        if use_cache:
+            for k, v in fresh.items():
+                self.cache[k] = v
+            for k in keys:
+                self.cache.move_to_end(k)
+            while len(self.cache) > self.cache_frames:
+                self.cache.popitem(last=False)
+            self.cache_hits += T - len(missing)
+            self.cache_misses += len(missing)
+        return Prediction(int(window.newest_stamp_ns), p, p >= self.threshold, inference_ms,
+                          len(missing), tuple(self.model.tokens_per_layer()))
+
+    def clear(self) -> None:
+        """Forget cached frames (time jumped back: old stamps may come again)."""
+        self.cache.clear()
+
+    def warm_up(self, window: Window, repeats: int = 2) -> float:
+        """Run ``window`` uncached a few times (kernel selection, allocator); returns the last ms."""
+        ms = 0.0
+        for _ in range(repeats):
+            ms = self.predict(window, use_cache=False).inference_ms
+        self.clear()
+        return ms
+
+
+class DeadlineController:
+    """Keeps inference under ``deadline_ms`` by scaling every layer's K (beyond the paper).
+
+    After ``patience`` consecutive windows over the deadline the scale drops by ``step``;
+    after ``patience`` consecutive windows under ``headroom`` x deadline it rises by ``step``,
+    never outside [min_scale, max_scale]. Returns the new scale when it changed, else None.
+    """
+
+    def __init__(self, deadline_ms: float, *, min_scale: float = 0.5, max_scale: float = 1.0,
+                 step: float = 0.1, patience: int = 3, headroom: float = 0.6):
+        if not 0 < min_scale <= max_scale:
+            raise ValueError(f'need 0 < min_scale <= max_scale, got {min_scale}, {max_scale}')
+        self.deadline_ms, self.min_scale, self.max_scale = deadline_ms, min_scale, max_scale
+        self.step, self.patience, self.headroom = step, patience, headroom
+        self.scale = max_scale
+        self._over = self._under = 0
+        self.changes = 0
+
+    def update(self, inference_ms: float) -> float | None:
+        over = inference_ms > self.deadline_ms
+        under = inference_ms < self.headroom * self.deadline_ms
+        self._over = self._over + 1 if over else 0
+        self._under = self._under + 1 if under else 0
+        new = self.scale
+        if self._over >= self.patience:
+            new = max(self.min_scale, round(self.scale - self.step, 6))
+        elif self._under >= self.patience:
+            new = min(self.max_scale, round(self.scale + self.step, 6))
+        if new == self.scale:
+            return None
+        self.scale, self._over, self._under = new, 0, 0
+        self.changes += 1
+        return new

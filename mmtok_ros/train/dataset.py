@@ -1,0 +1,85 @@
+"""Windows stored as shared frames plus an index: consecutive windows share 4 of 5 frames,
+so each frame is kept once (5x less memory than stacking windows)."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+@dataclass
+class WindowDataset:
+    """``frames[m]``: (F, ...) float32 per modality; ``present``: (F, M) bool;
+    ``window_frames``: (W, T) int64 rows of ``frames``, oldest first; ``labels``: (W,) float32
+    (1 = blocked) or int64 (beam index); ``groups``: (W,) int64 scenario of each window;
+    ``newest_stamp_ns``: (W,) int64."""
+
+    modalities: tuple[str, ...]
+    frames: dict[str, np.ndarray]
+    present: np.ndarray
+    window_frames: np.ndarray
+    labels: np.ndarray
+    groups: np.ndarray
+    newest_stamp_ns: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, rows: np.ndarray) -> 'WindowDataset':
+        return WindowDataset(self.modalities, self.frames, self.present, self.window_frames[rows],
+                             self.labels[rows], self.groups[rows], self.newest_stamp_ns[rows])
+
+    def batch(self, rows: np.ndarray, device: str | torch.device = 'cpu') -> tuple[dict, torch.Tensor]:
+        """Model input (B, T, ...) per modality plus ``present`` (B, T, M), and the labels."""
+        idx = self.window_frames[rows]                                     # (B, T)
+        out = {m: torch.from_numpy(self.frames[m][idx]).to(device) for m in self.modalities}
+        out['present'] = torch.from_numpy(self.present[idx]).to(device)
+        return out, torch.from_numpy(self.labels[rows]).to(device)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(path, modalities=np.array(self.modalities), present=self.present,
+                 window_frames=self.window_frames, labels=self.labels, groups=self.groups,
+                 newest_stamp_ns=self.newest_stamp_ns,
+                 **{f'frames_{m}': a for m, a in self.frames.items()})
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> 'WindowDataset':
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f'dataset file not found: {path}')
+        with np.load(path, allow_pickle=False) as z:
+            modalities = tuple(str(m) for m in z['modalities'])
+            return cls(modalities, {m: z[f'frames_{m}'] for m in modalities}, z['present'],
+                       z['window_frames'], z['labels'], z['groups'], z['newest_stamp_ns'])
+
+    @classmethod
+    def concat(cls, parts: list['WindowDataset']) -> 'WindowDataset':
+        if not parts:
+            raise ValueError('no windows to concatenate')
+        offsets = np.cumsum([0] + [len(p.present) for p in parts[:-1]])
+        return cls(parts[0].modalities,
+                   {m: np.concatenate([p.frames[m] for p in parts]) for m in parts[0].modalities},
+                   np.concatenate([p.present for p in parts]),
+                   np.concatenate([p.window_frames + o for p, o in zip(parts, offsets)]),
+                   np.concatenate([p.labels for p in parts]),
+                   np.concatenate([p.groups for p in parts]),
+                   np.concatenate([p.newest_stamp_ns for p in parts]))
+
+
+def group_folds(groups: np.ndarray, n_folds: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Cross-validation split by scenario: every window of a scenario lands on one side.
+
+    Returns (train_rows, test_rows) per fold; scenarios are dealt round-robin to folds.
+    """
+    scenarios = np.unique(groups)
+    if n_folds < 2 or n_folds > len(scenarios):
+        raise ValueError(f'{n_folds} folds need 2..{len(scenarios)} scenarios')
+    fold_of = {s: i % n_folds for i, s in enumerate(scenarios)}
+    fold = np.array([fold_of[g] for g in groups])
+    return [(np.flatnonzero(fold != k), np.flatnonzero(fold == k)) for k in range(n_folds)]
