@@ -1,0 +1,88 @@
+"""Bags -> windows -> train -> save -> evaluate, on a tiny simulated testbed."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from mmtok_ros.cli import main
+from mmtok_ros.model import preset
+from mmtok_ros.model.checkpoint import load_model
+from mmtok_ros.sim.simulate import simulate
+from mmtok_ros.train.build import dataset_from_bags
+from mmtok_ros.train.crossval import confidence_interval_95
+from mmtok_ros.train.dataset import WindowDataset, group_folds
+
+
+@pytest.fixture(scope='module')
+def testbed(tmp_path_factory):
+    out = tmp_path_factory.mktemp('testbed')
+    simulate(out, n_scenarios=2, seed=3, frames_per_scenario=14, progress=False)
+    return out
+
+
+def test_windows_from_bags_share_frames_and_carry_labels(testbed):
+    data, names = dataset_from_bags(testbed, preset('rsu-cpu'), progress=False)
+    assert names == ['scenario_00', 'scenario_01']
+    assert set(np.unique(data.groups)) == {0, 1}
+    assert data.window_frames.shape[1] == 5
+    # consecutive windows of a scenario share four frames: frames are stored once
+    assert len(data.present) < 5 * len(data)
+    assert set(np.unique(data.labels)) <= {0.0, 1.0}
+    batch, labels = data.batch(np.arange(3))
+    assert batch['image'].shape == (3, 5, 3, 128, 128) and batch['present'].shape == (3, 5, 3)
+    # the cache returns the same windows
+    again, _ = dataset_from_bags(testbed, preset('rsu-cpu'), progress=False)
+    assert np.array_equal(again.window_frames, data.window_frames)
+    assert np.array_equal(again.frames['lidar'], data.frames['lidar'])
+
+
+def test_train_save_and_evaluate_from_the_command_line(testbed, tmp_path, capsys):
+    model_path, result_path = tmp_path / 'tiny.pt', tmp_path / 'eval.json'
+    assert main(['train', '--data', str(testbed), '--epochs', '1', '--batch-size', '8',
+                 '--holdout', 'scenario_01', '--out', str(model_path), '--no-progress']) == 0
+    model, meta = load_model(model_path)
+    assert meta['holdout_bags'] == ['scenario_01'] and 0 <= meta['holdout']['accuracy'] <= 1
+    assert model.cfg.preset == 'rsu-cpu' and model.cfg.target_keep_ratio == 0.4
+    assert main(['evaluate', '--model', str(model_path), '--data', str(testbed),
+                 '--bags', 'scenario_01', '--out', str(result_path), '--no-progress']) == 0
+    result = json.loads(result_path.read_text())
+    assert result['accuracy'] == pytest.approx(meta['holdout']['accuracy'])
+    assert 'accuracy:' in capsys.readouterr().out
+
+
+def test_a_dropped_modality_is_marked_absent_and_does_not_crash(tmp_path):
+    simulate(tmp_path, n_scenarios=1, seed=3, frames_per_scenario=14,
+             drop_modality='image:0.5', progress=False)
+    data, _ = dataset_from_bags(tmp_path, preset('rsu-cpu'), progress=False)
+    assert not data.present[:, 0].all()                 # some camera frames are missing
+    from mmtok_ros.model import MultiModalTransformer
+    from mmtok_ros.train.trainer import predict
+    logits = predict(MultiModalTransformer(preset('rsu-cpu')), data)
+    assert np.isfinite(logits).all()
+
+
+def test_folds_split_by_scenario():
+    groups = np.repeat(np.arange(6), 4)
+    folds = group_folds(groups, 3)
+    assert len(folds) == 3
+    for train, test in folds:
+        assert not set(groups[train]) & set(groups[test])
+    assert sorted(np.concatenate([t for _, t in folds]).tolist()) == list(range(24))
+    with pytest.raises(ValueError):
+        group_folds(groups, 7)
+
+
+def test_dataset_round_trips_through_npz(tmp_path):
+    data = WindowDataset(('rssi',), {'rssi': np.arange(12, dtype=np.float32).reshape(6, 2)},
+                         np.ones((6, 1), bool), np.array([[0, 1], [1, 2]]), np.array([0., 1.]),
+                         np.array([0, 0]), np.array([5, 6]))
+    again = WindowDataset.load(data.save(tmp_path / 'd.npz'))
+    batch, labels = again.batch(np.array([1]))
+    assert torch.equal(batch['rssi'][0], torch.tensor([[2., 3.], [4., 5.]]))
+    assert labels.tolist() == [1.0]
+
+
+def test_confidence_interval_contains_the_mean():
+    lo, hi = confidence_interval_95([0.9, 0.92, 0.94])
+    assert lo < 0.92 < hi
