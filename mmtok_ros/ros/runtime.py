@@ -32,3 +32,136 @@ def spin_until_shutdown(node) -> None:
     finally:
         node.destroy_node()
         rclpy.try_shutdown()
+
+
+def run_node(node_factory, args: list[str] | None = None, *, logger_name: str) -> int:
+    """``main()`` of our nodes: init, build, spin, quiet shutdown; returns the exit status.
+
+    A ``StartupError`` raised while building the node is one FATAL log line and exit 1, no
+    traceback (a missing model file is a configuration error, not a crash).
+    """
+    rclpy = init_rclpy(args)
+    from rclpy.executors import ExternalShutdownException
+    try:
+        node = node_factory()
+    except StartupError as err:
+        rclpy.logging.get_logger(logger_name).fatal(str(err))
+        rclpy.try_shutdown()
+        return 1
+    except (KeyboardInterrupt, ExternalShutdownException):
+        rclpy.try_shutdown()
+        return 0
+    spin_until_shutdown(node)
+    return 0
+
+
+class StartupError(RuntimeError):
+    """A node cannot start (bad model file, bad parameter): one clear line, exit status 1."""
+
+
+class LatestSlot:
+    """Depth-1 hand-off between a callback and a worker thread: only the newest item is kept.
+
+    ``put`` never blocks; an item replaced before the worker took it is counted in
+    ``skipped`` (stale windows are dropped, not queued).
+    """
+
+    def __init__(self) -> None:
+        import threading
+        self._cond = threading.Condition()
+        self._item = None
+        self._closed = False
+        self.skipped = 0
+        self.put_count = 0
+
+    def put(self, item) -> bool:
+        """Store ``item``; True if it replaced one that was never taken."""
+        with self._cond:
+            replaced = self._item is not None
+            self.skipped += int(replaced)
+            self.put_count += 1
+            self._item = item
+            self._cond.notify()
+            return replaced
+
+    def take(self, timeout_s: float):
+        """The newest item, or None after ``timeout_s`` or once closed."""
+        with self._cond:
+            if self._item is None and not self._closed:
+                self._cond.wait(timeout_s)
+            item, self._item = self._item, None
+            return item
+
+    def clear(self) -> None:
+        with self._cond:
+            self._item = None
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+
+class RollingPercentiles:
+    """Percentiles over the last ``size`` samples (latency p50/p99 for /diagnostics)."""
+
+    def __init__(self, size: int = 500) -> None:
+        from collections import deque
+        self._values = deque(maxlen=size)
+        self.count = 0
+
+    def add(self, value: float) -> None:
+        self._values.append(float(value))
+        self.count += 1
+
+    def percentile(self, q: float) -> float | None:
+        if not self._values:
+            return None
+        ordered = sorted(self._values)
+        k = min(len(ordered) - 1, max(0, int(round(q / 100.0 * (len(ordered) - 1)))))
+        return ordered[k]
+
+
+def resolve_device(requested: str) -> tuple[str, str | None]:
+    """(device to use, warning or None): cuda falls back to cpu with the reason."""
+    import torch
+    requested = (requested or 'cpu').strip().lower()
+    if requested == 'cpu':
+        return 'cpu', None
+    if not requested.startswith('cuda'):
+        return 'cpu', f"device '{requested}' is not cpu, cuda or cuda:N; using cpu"
+    if not torch.cuda.is_available():
+        reason = ('this torch build has no CUDA support' if torch.version.cuda is None
+                  else 'no CUDA device is visible (driver missing or CUDA_VISIBLE_DEVICES '
+                       'empty)')
+        return 'cpu', f"device '{requested}' requested but {reason}; falling back to cpu"
+    index = requested.partition(':')[2]
+    if index and (not index.isdigit() or int(index) >= torch.cuda.device_count()):
+        return 'cpu', (f"device '{requested}' does not exist ({torch.cuda.device_count()} "
+                       'CUDA device(s)); falling back to cpu')
+    return requested, None
+
+
+# ---------------------------------------------------------------------- QoS, one place
+def sensor_qos(depth: int = 5):
+    """Sensor inputs: best effort, keep last ``depth``, volatile (REP 2003)."""
+    from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+    return QoSProfile(depth=depth, history=HistoryPolicy.KEEP_LAST,
+                      reliability=ReliabilityPolicy.BEST_EFFORT,
+                      durability=DurabilityPolicy.VOLATILE)
+
+
+def status_qos(depth: int = 10):
+    """Outputs every subscriber should get while connected: reliable, volatile."""
+    from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+    return QoSProfile(depth=depth, history=HistoryPolicy.KEEP_LAST,
+                      reliability=ReliabilityPolicy.RELIABLE,
+                      durability=DurabilityPolicy.VOLATILE)
+
+
+def handover_qos(depth: int = 1):
+    """Latched decision: reliable, transient local, depth 1 (a late subscriber gets it)."""
+    from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+    return QoSProfile(depth=depth, history=HistoryPolicy.KEEP_LAST,
+                      reliability=ReliabilityPolicy.RELIABLE,
+                      durability=DurabilityPolicy.TRANSIENT_LOCAL)

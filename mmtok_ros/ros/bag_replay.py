@@ -1,0 +1,184 @@
+"""bag_replay: play a rosbag2 bag onto its topics with the original timing, and /clock.
+
+The bag is read with ``rosbags`` (no rosbag2_py needed); its messages are already CDR bytes,
+which rclpy publishes as they are (``Publisher.publish(bytes)``), so nothing is deserialized
+and re-serialized. Timing follows the bag's log times divided by ``rate``; ``/clock`` carries
+bag time (every ``clock_period_ms`` while waiting, and at each message), so nodes with
+``use_sim_time`` see the recording's time. Playback runs in its own thread; the executor
+only serves graph and parameter events.
+"""
+from __future__ import annotations
+
+import importlib
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+from .params import BAG_REPLAY_PARAMS, declare
+from .runtime import StartupError, run_node
+
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rosgraph_msgs.msg import Clock
+
+NODE_NAME = 'bag_replay'
+
+
+def message_class(msgtype: str) -> type | None:
+    """rclpy class of 'pkg/msg/Name', or None when that package is not importable here."""
+    pkg, _, name = msgtype.partition('/msg/')
+    try:
+        return getattr(importlib.import_module(f'{pkg}.msg'), name)
+    except (ImportError, AttributeError):
+        return None
+
+
+class BagReplayNode(Node):
+    """Publishes a bag's messages at their recorded pace (see module docstring)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(NODE_NAME, **kwargs)
+        self.p = declare(self, BAG_REPLAY_PARAMS)
+        p = self.p
+        if not p.bag:
+            raise StartupError('cannot start: parameter bag is empty; pass bag:=PATH')
+        self.bag = Path(p.bag)
+        if not (self.bag / 'metadata.yaml').is_file():
+            raise StartupError(f'cannot start: {self.bag} is not a rosbag2 directory '
+                               '(no metadata.yaml)')
+        wanted = [t.strip() for t in p.topics.split(',') if t.strip()]
+        self._reader = self._open()
+        qos = QoSProfile(depth=p.qos_depth, history=HistoryPolicy.KEEP_LAST,
+                         reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.VOLATILE)
+        self.publishers_by_topic: dict[str, Any] = {}
+        self.connections = []
+        for conn in self._reader.connections:
+            if wanted and conn.topic not in wanted:
+                continue
+            cls = message_class(conn.msgtype)
+            if cls is None:
+                self.get_logger().warning(f'skipping {conn.topic}: type {conn.msgtype} is not '
+                                          'importable here')
+                continue
+            if conn.topic not in self.publishers_by_topic:
+                self.publishers_by_topic[conn.topic] = self.create_publisher(cls, conn.topic,
+                                                                             qos)
+            self.connections.append(conn)
+        missing = sorted(set(wanted) - set(self.publishers_by_topic))
+        if missing:
+            self.get_logger().warning(f'bag {self.bag} has no playable messages on '
+                                      f'{", ".join(missing)}')
+        if not self.connections:
+            raise StartupError(f'cannot start: nothing to play in {self.bag}')
+        self.clock_pub = self.create_publisher(Clock, '/clock', 10) if p.publish_clock else None
+        self.published = 0
+        self.loops = 0
+        self.done = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._play, name='bag-replay', daemon=True)
+        self._thread.start()
+
+    def _open(self) -> Any:
+        from rosbags.highlevel import AnyReader
+        from rosbags.typesys import Stores, get_typestore
+        try:
+            reader = AnyReader([self.bag], default_typestore=get_typestore(Stores.ROS2_KILTED))
+            reader.open()
+        except Exception as err:  # rosbags raises several types for unreadable bags
+            raise StartupError(f'cannot start: cannot open bag {self.bag}: {err}') from None
+        return reader
+
+    # ------------------------------------------------------------------ playback thread
+    def _wait_for_subscribers(self) -> None:
+        need, timeout = self.p.wait_for_subscribers, self.p.wait_timeout_s
+        if need <= 0:
+            return
+        deadline = time.monotonic() + timeout
+        while not self._stop.is_set():
+            counts = {t: pub.get_subscription_count()
+                      for t, pub in self.publishers_by_topic.items()}
+            if all(c >= need for c in counts.values()):
+                self.get_logger().info(f'{need} subscriber(s) on every topic; starting')
+                return
+            if time.monotonic() >= deadline:
+                short = [t for t, c in counts.items() if c < need]
+                self.get_logger().warning(f'waited {timeout:.1f} s for subscribers on '
+                                          f'{", ".join(short)}; starting anyway')
+                return
+            time.sleep(0.05)
+
+    def _messages(self) -> Iterator[tuple[str, int, bytes]]:
+        for conn, log_ns, raw in self._reader.messages(connections=self.connections):
+            yield conn.topic, int(log_ns), bytes(raw)
+
+    def _publish_clock(self, bag_ns: int) -> None:
+        if self.clock_pub is not None:
+            msg = Clock()
+            msg.clock.sec, msg.clock.nanosec = divmod(int(bag_ns), 1_000_000_000)
+            self.clock_pub.publish(msg)
+
+    def _play_once(self) -> bool:
+        """One pass over the bag; False when stopped."""
+        rate = self.p.rate
+        clock_s = self.p.clock_period_ms / 1e3
+        start_wall = start_bag = None
+        for topic, log_ns, raw in self._messages():
+            if start_wall is None:
+                start_wall, start_bag = time.monotonic(), log_ns
+            due = start_wall + (log_ns - start_bag) / 1e9 / rate
+            while True:
+                if self._stop.is_set():
+                    return False
+                now = time.monotonic()
+                if now >= due:
+                    break
+                self._publish_clock(start_bag + int((now - start_wall) * rate * 1e9))
+                time.sleep(min(clock_s, due - now))
+            self._publish_clock(log_ns)
+            self.publishers_by_topic[topic].publish(raw)
+            self.published += 1
+        return True
+
+    def _play(self) -> None:
+        try:
+            self._wait_for_subscribers()
+            if self.p.start_delay_s > 0:
+                self._stop.wait(self.p.start_delay_s)
+            self.get_logger().info(f'playing {self.bag} at {self.p.rate:g}x'
+                                   f'{" (loop)" if self.p.loop else ""}: '
+                                   f'{", ".join(sorted(self.publishers_by_topic))}')
+            while self._play_once():
+                self.loops += 1
+                if not self.p.loop:
+                    break
+                self.get_logger().info(f'loop {self.loops} done; starting over (time jumps '
+                                       'back)')
+            self.get_logger().info(f'played {self.published} messages from {self.bag}')
+        except Exception as err:  # a corrupt chunk mid-bag: one line, then stop
+            self.get_logger().error(f'playback of {self.bag} stopped: {type(err).__name__}: '
+                                    f'{err}')
+        finally:
+            self.done.set()
+            if self.p.exit_when_done and not self._stop.is_set():
+                self.context.try_shutdown()
+
+    def destroy_node(self) -> None:
+        thread = getattr(self, '_thread', None)
+        if thread is not None:
+            self._stop.set()
+            if thread is not threading.current_thread():
+                thread.join(timeout=5.0)
+        reader, self._reader = getattr(self, '_reader', None), None
+        if reader is not None:
+            reader.close()
+        super().destroy_node()
+
+
+def main(args: list[str] | None = None) -> int:
+    return run_node(BagReplayNode, args, logger_name=NODE_NAME)
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())

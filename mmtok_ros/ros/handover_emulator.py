@@ -1,0 +1,167 @@
+"""handover_emulator: served RSSI under proactive, reactive and oracle handover (Fig. 5).
+
+Records the RSU node's handover triggers (with the time they arrive here: the handover
+executes when the decision is known, so a late inference hands over late) and both RSUs'
+measured RSSI; at shutdown, or ``exit_after_idle_s`` after the RSSI stops, it runs the
+ROS-free emulation (``mmtok_ros.runtime.emulation``) and writes ``<stem>.png``,
+``<stem>.csv`` and ``summary.json`` to ``out_dir``. Run it with ``use_sim_time`` while a bag
+plays so trigger times are bag times.
+"""
+from __future__ import annotations
+
+import math
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from ..data.decode import stamp_ns
+from ..runtime import emulation as emu
+from .params import HANDOVER_EMULATOR_PARAMS, declare
+from .runtime import StartupError, handover_qos, run_node, sensor_qos, status_qos
+
+from rclpy.clock import Clock, ClockType
+from rclpy.node import Node
+from diagnostic_msgs.msg import DiagnosticArray
+from sensor_msgs.msg import Temperature
+
+NODE_NAME = 'handover_emulator'
+
+
+def _values(msg: DiagnosticArray) -> dict[str, str]:
+    return {kv.key: kv.value for kv in msg.status[0].values} if msg.status else {}
+
+
+class HandoverEmulatorNode(Node):
+    """Collects triggers and RSSI, writes the emulation at the end (see module docstring)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(NODE_NAME, **kwargs)
+        self.p = declare(self, HANDOVER_EMULATOR_PARAMS)
+        p = self.p
+        if len(p.rssi_topics) != 2:
+            raise StartupError(f'cannot start: rssi_topics must name RSU 1 and RSU 2, got '
+                               f'{p.rssi_topics}')
+        self.truth = None
+        if p.truth_path:
+            try:
+                self.truth = emu.load_truth(p.truth_path)
+            except (OSError, ValueError) as err:
+                raise StartupError(f'cannot start: truth sidecar {p.truth_path}: {err}') from None
+        self._lock = threading.Lock()
+        self.triggers: list[dict] = []
+        self.predictions: list[tuple[int, float, float]] = []
+        self.samples: dict[str, list[tuple[int, float]]] = {p.home_rsu: [], p.target_rsu: []}
+        self.rejected = 0
+        self.written: dict | None = None
+        self._last_rssi_wall = None
+        self.create_subscription(DiagnosticArray, p.handover_topic, self._on_trigger,
+                                 handover_qos(depth=10))
+        self.create_subscription(DiagnosticArray, p.link_status_topic, self._on_status,
+                                 status_qos())
+        for rsu, topic in zip((p.home_rsu, p.target_rsu), p.rssi_topics):
+            self.create_subscription(Temperature, topic,
+                                     lambda m, r=rsu: self._on_rssi(r, m), sensor_qos(10))
+        if p.exit_after_idle_s > 0:
+            self.create_timer(0.2, self._check_idle,
+                              clock=Clock(clock_type=ClockType.STEADY_TIME))
+        self.get_logger().info(f'emulating handover {p.home_rsu} -> {p.target_rsu} from '
+                               f'{p.handover_topic}; results to {p.out_dir}')
+
+    def _on_trigger(self, msg: DiagnosticArray) -> None:
+        values = _values(msg)
+        now_ns = self.get_clock().now().nanoseconds
+        latency_ms = float(values.get('latency_ms') or 0.0)
+        with self._lock:
+            self.triggers.append({'received_ns': now_ns, 'stamp_ns': stamp_ns(msg.header),
+                                  'latency_ms': latency_ms,
+                                  'target_rsu': values.get('target_rsu', '')})
+
+    def _on_status(self, msg: DiagnosticArray) -> None:
+        values = _values(msg)
+        try:
+            p_blocked = float(values['p_blocked'])
+            latency_ms = float(values.get('latency_ms') or 0.0)
+        except (KeyError, ValueError):
+            return
+        with self._lock:
+            self.predictions.append((stamp_ns(msg.header), p_blocked, latency_ms))
+
+    def _on_rssi(self, rsu: str, msg: Temperature) -> None:
+        value = float(msg.temperature)
+        if not math.isfinite(value):
+            self.rejected += 1
+            return
+        with self._lock:
+            self.samples[rsu].append((stamp_ns(msg.header), value))
+        self._last_rssi_wall = time.monotonic()
+
+    def _check_idle(self) -> None:
+        if self._last_rssi_wall is None or self.written is not None:
+            return
+        if time.monotonic() - self._last_rssi_wall > self.p.exit_after_idle_s:
+            self.write()
+            self.context.try_shutdown()
+
+    def _trigger_time_ns(self, trigger: dict) -> int:
+        """Receipt time in bag time; without sim time, window stamp + node latency."""
+        received, stamp = trigger['received_ns'], trigger['stamp_ns']
+        if abs(received - stamp) < 60 * 1_000_000_000:   # same time base (use_sim_time)
+            return received
+        return stamp + int(trigger['latency_ms'] * 1e6)
+
+    def write(self) -> dict | None:
+        """Run the emulation on what was received and write the outputs; returns the summary."""
+        p = self.p
+        with self._lock:
+            triggers = list(self.triggers)
+            samples = {k: list(v) for k, v in self.samples.items()}
+        if not samples[p.home_rsu] and self.truth is None:
+            self.get_logger().warning('no RSSI received; nothing to emulate')
+            return None
+        period_ns = int(p.frame_period_ms * 1e6)
+        measured = emu.timeline_from_samples(samples, home_rsu=p.home_rsu,
+                                             target_rsu=p.target_rsu, period_ns=period_ns,
+                                             s_th_dbm=p.s_th_dbm)
+        if self.truth is not None:
+            timeline = emu.timeline_from_truth(self.truth, home_rsu=p.home_rsu,
+                                               target_rsu=p.target_rsu)
+            home_measured = (emu.measured_on_timeline(timeline, samples[p.home_rsu])
+                             if samples[p.home_rsu]
+                             else emu.timeline_measured_from_truth(self.truth, p.home_rsu))
+        else:
+            timeline, home_measured = measured, None
+        proactive = emu.proactive_switches(
+            (self._trigger_time_ns(t), t['target_rsu']) for t in triggers if t['target_rsu'])
+        policies = {'proactive': proactive,
+                    'reactive': emu.reactive_switches(timeline, home_measured,
+                                                      off_frames=p.reactive_off_frames),
+                    'oracle': emu.oracle_switches(timeline)}
+        results = emu.emulate(timeline, policies)
+        stem = p.stem or timeline.name or 'emulation'
+        doc = emu.write_outputs(Path(p.out_dir), timeline, results, stem=stem)
+        self.written = doc
+        lines = [f'{n}: mean {r.metrics["mean_served_rssi_dbm"]:.1f} dBm, below S_th '
+                 f'{r.metrics["time_below_threshold_s"]:.1f} s, {r.metrics["handovers"]} '
+                 f'handovers, lead {r.metrics["lead_time_ms"]} ms'
+                 for n, r in results.items() if r.metrics['mean_served_rssi_dbm'] is not None]
+        self.get_logger().info(f'wrote {p.out_dir}/summary.json ({len(triggers)} triggers): '
+                               + '; '.join(lines))
+        return doc
+
+    def destroy_node(self) -> None:
+        if getattr(self, 'written', 1) is None:
+            try:
+                self.write()
+            except Exception as err:  # results are best effort at shutdown; say why
+                self.get_logger().error(f'could not write the emulation: '
+                                        f'{type(err).__name__}: {err}')
+        super().destroy_node()
+
+
+def main(args: list[str] | None = None) -> int:
+    return run_node(HandoverEmulatorNode, args, logger_name=NODE_NAME)
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())

@@ -1,0 +1,205 @@
+"""Every node parameter, declared in one place: name, default, range, description.
+
+``config/rsu.yaml`` and ``config/replay.yaml`` hold the same names and defaults (a test keeps
+them in step). Nodes call :func:`declare` and read a plain namespace back; the specs
+themselves import no rclpy, so tools and tests can read them without ROS.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+SHIPPED_MODEL = 'handover_rsu_cpu_g40.pt'
+# Same as the offline dataset builder (mmtok_ros.train.build.SYNC_OPTIONS), so a window the
+# node builds while a bag plays equals the window built from that bag for training.
+SYNC_SLOP_MS = 50.0
+SYNC_PARTIAL_WAIT_MS = 150.0
+SYNC_EMIT_PARTIAL = True
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    name: str
+    default: Any
+    description: str
+    min_value: float | None = None
+    max_value: float | None = None
+    read_only: bool = False
+
+
+RSU_NODE_PARAMS: tuple[ParamSpec, ...] = (
+    # inputs and outputs
+    ParamSpec('image_topic', '/camera/image_raw',
+              'camera input, sensor_msgs/Image (rgb8/bgr8/mono8/rgba8/bgra8)', read_only=True),
+    ParamSpec('lidar_topic', '/lidar/points', 'LiDAR input, sensor_msgs/PointCloud2 with x, y, '
+              'z (intensity, ring optional)', read_only=True),
+    ParamSpec('rssi_topics', ['/rssi/rsu1', '/rssi/rsu2'],
+              'RSSI inputs, sensor_msgs/Temperature (temperature = dBm), RSU 1 first',
+              read_only=True),
+    ParamSpec('link_status_topic', '/mmtok/link_status',
+              'output: predicted link status (diagnostic_msgs/DiagnosticArray)', read_only=True),
+    ParamSpec('handover_topic', '/mmtok/handover',
+              'output: handover trigger (diagnostic_msgs/DiagnosticArray, transient local)',
+              read_only=True),
+    ParamSpec('input_qos_depth', 5, 'depth of the best-effort sensor subscriptions', 1, 100,
+              read_only=True),
+    ParamSpec('expected_image_width', 640, 'camera width in pixels; other widths are rejected '
+              '(0: accept any)', 0, 100000, read_only=True),
+    ParamSpec('expected_image_height', 480, 'camera height in pixels; other heights are '
+              'rejected (0: accept any)', 0, 100000, read_only=True),
+    # model and device
+    ParamSpec('model_path', '', 'model file; empty: the shipped models/' + SHIPPED_MODEL +
+              ' (package share dir, else the source tree)', read_only=True),
+    ParamSpec('device', 'cuda', "cpu, cuda or cuda:N; cuda falls back to cpu with a WARN "
+              'when no GPU is usable', read_only=True),
+    ParamSpec('torch_threads', 0, 'torch intra-op threads for inference (0: torch default)',
+              0, 256, read_only=True),
+    ParamSpec('keep_ratio_scale', 0.0, 'keep-ratio override: every layer keeps scale * r_l of '
+              'its tokens, and the deadline controller never goes above it (0: learned r_l)',
+              0.0, 1.0),
+    ParamSpec('blocked_threshold', 0.5, 'p_blocked at or above which the next frame is '
+              'reported blocked', 0.0, 1.0),
+    ParamSpec('warmup', True, 'run a warm-up inference at start-up and log its time',
+              read_only=True),
+    # synchronization and windows
+    ParamSpec('sync_slop_ms', SYNC_SLOP_MS, 'largest stamp spread of one synchronized frame',
+              0.0, 1000.0, read_only=True),
+    ParamSpec('sync_partial_wait_ms', SYNC_PARTIAL_WAIT_MS, 'how long a late modality is '
+              'waited for before a frame goes on without it (marked absent)', 0.0, 10000.0,
+              read_only=True),
+    ParamSpec('sync_queue_size', 10, 'messages queued per input in the synchronizer', 1, 1000,
+              read_only=True),
+    ParamSpec('window_frames', 5, 'frames per window (tau); must match the model', 1, 64,
+              read_only=True),
+    ParamSpec('frame_period_ms', 300.0, 'sensor frame period', 1.0, 10000.0, read_only=True),
+    ParamSpec('silent_after_periods', 5, 'warn once when an input has been silent this many '
+              'frame periods', 1, 1000),
+    # handover
+    ParamSpec('s_th_dbm', -47.0, 'S_th of Eq. 8: serving RSSI below it means blocked',
+              -150.0, 0.0, read_only=True),
+    ParamSpec('rsu_id', 'rsu1', 'this RSU (the home RSU whose link is predicted)',
+              read_only=True),
+    ParamSpec('target_rsu', 'rsu2', 'RSU to hand over to', read_only=True),
+    ParamSpec('hysteresis.p_on', 0.5, 'p_blocked at or above which a window counts toward '
+              'handing over', 0.0, 1.0, read_only=True),
+    ParamSpec('hysteresis.p_off', 0.3, 'p_blocked below which a window counts toward handing '
+              'back', 0.0, 1.0, read_only=True),
+    ParamSpec('hysteresis.on_windows', 1, 'consecutive windows needed to hand over', 1, 100,
+              read_only=True),
+    ParamSpec('hysteresis.off_windows', 5, 'consecutive windows needed to hand back', 1, 1000,
+              read_only=True),
+    ParamSpec('hysteresis.min_dwell_ms', 3000.0, 'earliest hand-back after a handover',
+              0.0, 600000.0, read_only=True),
+    # deadline
+    ParamSpec('deadline_ms', 300.0, 'latency budget from the newest frame\'s arrival to the '
+              'status publish', 1.0, 10000.0),
+    ParamSpec('deadline_warn_after', 3, 'WARN after this many consecutive deadline misses',
+              1, 1000),
+    ParamSpec('deadline_min_scale', 0.5, 'lowest keep-ratio scale the deadline controller may '
+              'choose', 0.01, 1.0, read_only=True),
+    ParamSpec('deadline_patience', 3, 'consecutive windows over (under 0.6 x) the deadline '
+              'before the keep ratio is lowered (raised)', 1, 1000, read_only=True),
+    ParamSpec('diagnostics_period_s', 1.0, 'period of /diagnostics (wall clock)', 0.05, 60.0,
+              read_only=True),
+)
+
+BAG_REPLAY_PARAMS: tuple[ParamSpec, ...] = (
+    ParamSpec('bag', '', 'rosbag2 directory to play (required)', read_only=True),
+    ParamSpec('rate', 1.0, 'playback speed factor (1.0: original timing)', 0.01, 100.0,
+              read_only=True),
+    ParamSpec('loop', False, 'start over at the end (time jumps back)', read_only=True),
+    ParamSpec('topics', '', 'comma-separated topics to play (empty: every topic whose type '
+              'is importable here)', read_only=True),
+    ParamSpec('publish_clock', True, 'publish /clock (rosgraph_msgs/Clock) with bag time',
+              read_only=True),
+    ParamSpec('clock_period_ms', 10.0, '/clock period while waiting between messages',
+              1.0, 1000.0, read_only=True),
+    ParamSpec('qos_depth', 10, 'depth of the reliable publishers', 1, 1000, read_only=True),
+    ParamSpec('wait_for_subscribers', 0, 'wait until every played topic has this many '
+              'subscribers before starting (0: start at once)', 0, 100, read_only=True),
+    ParamSpec('wait_timeout_s', 10.0, 'longest wait for subscribers, then start anyway',
+              0.0, 3600.0, read_only=True),
+    ParamSpec('start_delay_s', 0.0, 'pause after the wait, before the first message',
+              0.0, 3600.0, read_only=True),
+    ParamSpec('exit_when_done', True, 'shut down after the last message (when not looping)',
+              read_only=True),
+)
+
+HANDOVER_EMULATOR_PARAMS: tuple[ParamSpec, ...] = (
+    ParamSpec('handover_topic', '/mmtok/handover', 'handover triggers to emulate',
+              read_only=True),
+    ParamSpec('link_status_topic', '/mmtok/link_status', 'predictions, recorded in the CSV',
+              read_only=True),
+    ParamSpec('rssi_topics', ['/rssi/rsu1', '/rssi/rsu2'], 'measured RSSI of RSU 1 and 2',
+              read_only=True),
+    ParamSpec('home_rsu', 'rsu1', 'RSU serving at the start', read_only=True),
+    ParamSpec('target_rsu', 'rsu2', 'RSU handed over to', read_only=True),
+    ParamSpec('truth_path', '', 'truth sidecar (scenario_XX.truth.json) for the true RSSI and '
+              'the oracle; empty: measured RSSI only', read_only=True),
+    ParamSpec('out_dir', 'results/emulation', 'directory for PNG, CSV and summary.json',
+              read_only=True),
+    ParamSpec('stem', '', 'file name stem of the PNG/CSV (empty: scenario name)',
+              read_only=True),
+    ParamSpec('s_th_dbm', -47.0, 'S_th: the reactive baseline hands over below it',
+              -150.0, 0.0, read_only=True),
+    ParamSpec('frame_period_ms', 300.0, 'frame period', 1.0, 10000.0, read_only=True),
+    ParamSpec('reactive_off_frames', 5, 'reactive baseline: frames at or above S_th before '
+              'handing back', 1, 1000, read_only=True),
+    ParamSpec('exit_after_idle_s', 0.0, 'write the results and exit after this long without '
+              'RSSI once some arrived (0: only at shutdown)', 0.0, 3600.0, read_only=True),
+)
+
+
+def default_model_path() -> str:
+    """The shipped model: installed package share dir if ament knows it, else the source tree."""
+    try:
+        from ament_index_python.packages import (PackageNotFoundError,
+                                                 get_package_share_directory)
+        try:
+            candidate = Path(get_package_share_directory('mmtok_ros')) / 'models' / SHIPPED_MODEL
+            if candidate.is_file():
+                return str(candidate)
+        except (PackageNotFoundError, ValueError, KeyError):
+            pass
+    except ImportError:
+        pass
+    return str(Path(__file__).resolve().parents[2] / 'models' / SHIPPED_MODEL)
+
+
+def defaults(specs: tuple[ParamSpec, ...]) -> dict[str, Any]:
+    return {s.name: s.default for s in specs}
+
+
+def declare(node: Any, specs: tuple[ParamSpec, ...]) -> SimpleNamespace:
+    """Declare ``specs`` on ``node`` with descriptors; return their values (dots -> '_')."""
+    from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
+                                    ParameterType)
+    values = {}
+    for s in specs:
+        kwargs: dict[str, Any] = {'description': s.description, 'read_only': s.read_only}
+        if isinstance(s.default, bool):
+            kwargs['type'] = ParameterType.PARAMETER_BOOL
+        elif isinstance(s.default, int):
+            kwargs['type'] = ParameterType.PARAMETER_INTEGER
+            if s.min_value is not None:
+                kwargs['integer_range'] = [IntegerRange(from_value=int(s.min_value),
+                                                        to_value=int(s.max_value), step=1)]
+        elif isinstance(s.default, float):
+            kwargs['type'] = ParameterType.PARAMETER_DOUBLE
+            if s.min_value is not None:
+                kwargs['floating_point_range'] = [FloatingPointRange(
+                    from_value=float(s.min_value), to_value=float(s.max_value), step=0.0)]
+        elif isinstance(s.default, list):
+            kwargs['type'] = ParameterType.PARAMETER_STRING_ARRAY
+        else:
+            kwargs['type'] = ParameterType.PARAMETER_STRING
+        value = node.declare_parameter(s.name, s.default, ParameterDescriptor(**kwargs)).value
+        values[s.name.replace('.', '_')] = list(value) if isinstance(value, (list, tuple)) \
+            else value
+    return SimpleNamespace(**values)
+
+
+__all__ = ['BAG_REPLAY_PARAMS', 'HANDOVER_EMULATOR_PARAMS', 'ParamSpec', 'RSU_NODE_PARAMS',
+           'SHIPPED_MODEL', 'declare', 'default_model_path', 'defaults']
