@@ -22,7 +22,7 @@ from ..data.sync import ApproximateTimeSynchronizer
 from ..data.window import RssiHold, Window, WindowBuilder, frame_from_synced
 from ..model.checkpoint import ModelFileError, load_model
 from ..runtime.handover import HandoverDecision, HysteresisConfig
-from .params import RSU_NODE_PARAMS, declare, default_model_path
+from .params import RSU_NODE_PARAMS, SYNC_EMIT_PARTIAL, declare, default_model_path
 from .runtime import (LatestSlot, RollingPercentiles, StartupError, handover_qos,
                       resolve_device, run_node, sensor_qos, status_qos)
 
@@ -72,15 +72,18 @@ class RsuNode(Node):
             raise StartupError(f'input topics must be distinct, got {list(self._roles)}')
         self.sync = ApproximateTimeSynchronizer(
             list(self._roles), slop_ns=int(p.sync_slop_ms * 1e6),
-            queue_size=p.sync_queue_size, emit_partial=True,
+            queue_size=p.sync_queue_size, emit_partial=SYNC_EMIT_PARTIAL,
             partial_wait_ns=int(p.sync_partial_wait_ms * 1e6))
         self.builder = WindowBuilder(self.cfg, n_frames=p.window_frames,
                                      period_ns=self.period_ns, s_th_dbm=p.s_th_dbm)
         self.hold = RssiHold(self.cfg.rssi_dim)
-        self.decision = HandoverDecision(p.rsu_id, p.target_rsu, HysteresisConfig(
-            p_on=p.hysteresis_p_on, p_off=p.hysteresis_p_off,
-            on_windows=p.hysteresis_on_windows, off_windows=p.hysteresis_off_windows,
-            min_dwell_ns=int(p.hysteresis_min_dwell_ms * 1e6)))
+        try:
+            self.decision = HandoverDecision(p.rsu_id, p.target_rsu, HysteresisConfig(
+                p_on=p.hysteresis_p_on, p_off=p.hysteresis_p_off,
+                on_windows=p.hysteresis_on_windows, off_windows=p.hysteresis_off_windows,
+                min_dwell_ns=int(p.hysteresis_min_dwell_ms * 1e6)))
+        except ValueError as err:
+            raise StartupError(f'cannot start: handover parameters: {err}') from None
         # counters (executor thread writes 'inputs', worker thread writes 'worker')
         self.inputs: Counter[str] = Counter()
         self.rejected: Counter[str] = Counter()

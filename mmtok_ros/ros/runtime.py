@@ -6,8 +6,11 @@ import sys
 from ..ros_env import DdsNotLocalError, require_local_dds
 
 
-def init_rclpy(args: list[str] | None = None):
-    """``rclpy.init`` after checking that DDS stays on this machine; returns the context.
+def init_rclpy(args: list[str] | None = None, *, context=None):
+    """``rclpy.init`` after checking that DDS stays on this machine; returns ``rclpy``.
+
+    ``context``: initialize this ``rclpy.context.Context`` instead of the default one (tests
+    run nodes in-process, each on a context of its own).
 
     Exits with status 2 and one clear line when the check fails (see ``ros_env``).
     """
@@ -17,7 +20,7 @@ def init_rclpy(args: list[str] | None = None):
         print(f'mmtok_ros: {err}', file=sys.stderr)
         raise SystemExit(2) from None
     import rclpy
-    rclpy.init(args=args)
+    rclpy.init(args=args, context=context)
     return rclpy
 
 

@@ -1,0 +1,113 @@
+"""rsu_node in-process with real rclpy publishers: outputs, handover, time jumps, deadline."""
+from __future__ import annotations
+
+import pytest
+
+from ros_helpers import P_NS, Harness, tiny_model, values, wait_until
+
+STATUS_FIELDS = {'predicted_status', 'link_ok_next', 'p_blocked', 'window_newest_stamp_ns',
+                 'predicted_for_stamp_ns', 'inference_ms', 'latency_ms', 'deadline_ms',
+                 'deadline_met', 'keep_scale', 'frames_tokenized', 'serving_rsu', 'method'}
+
+
+@pytest.fixture(scope='module')
+def model_path(tmp_path_factory):
+    return tiny_model(tmp_path_factory.mktemp('models') / 'tiny.pt')
+
+
+@pytest.fixture
+def make(model_path):
+    made = []
+
+    def factory(**overrides) -> Harness:
+        made.append(Harness(model_path, **overrides))
+        return made[-1]
+    yield factory
+    for h in made:
+        h.close()
+
+
+def test_link_status_diagnostics_and_handover(make):
+    h = make(**{'hysteresis.p_on': 0.0, 'hysteresis.p_off': 0.0})           # any prediction hands over at once
+    stamps = h.frames(range(7))
+    assert h.wait_statuses(3)
+    assert h.wait_idle()
+    status = h.statuses[0]
+    assert status.status[0].name == 'mmtok/link_status'
+    v = values(status)
+    assert STATUS_FIELDS <= set(v)
+    newest = int(v['window_newest_stamp_ns'])
+    assert newest in {s + 3_000_000 for s in stamps}            # the image is newest
+    assert status.header.stamp.sec * 10**9 + status.header.stamp.nanosec == newest
+    assert int(v['predicted_for_stamp_ns']) == newest + P_NS
+    assert v['predicted_status'] in ('blocked', 'clear') and 0.0 <= float(v['p_blocked']) <= 1
+    assert v['deadline_met'] in ('true', 'false') and v['method'] == 'routed'
+    # first window tokenizes 5 frames, the next ones only their newest frame
+    assert [values(m)['frames_tokenized'] for m in h.statuses[:3]] == ['5', '1', '1']
+    # handover: one trigger (hysteresis keeps it from repeating), latched for late joiners
+    assert wait_until(lambda: len(h.handovers) == 1)
+    hv = values(h.handovers[0])
+    assert hv['target_rsu'] == 'rsu2' and hv['source_rsu'] == 'rsu1'
+    assert hv['reason'] == 'predicted_blockage'
+    from diagnostic_msgs.msg import DiagnosticArray
+    from mmtok_ros.ros.runtime import handover_qos
+    late: list = []
+    h.peer.create_subscription(DiagnosticArray, h.topics['handover'], late.append,
+                               handover_qos())
+    assert wait_until(lambda: len(late) == 1)
+    assert values(late[0])['target_rsu'] == 'rsu2'
+    # /diagnostics: rates, drops, latency, device, keep ratio
+    assert wait_until(lambda: any(values(m).get('windows_published', '0') != '0'
+                                  for m in h.diagnostics))
+    d = values(h.diagnostics[-1])
+    for key in ('device', 'keep_scale', 'latency_p50_ms', 'latency_p99_ms', 'windows_skipped',
+                'sync/no_partner', 'sync_misses', 'window/out_of_order', 'rejected_total',
+                f'rate_hz/{h.topics["image"]}', 'deadline_misses'):
+        assert key in d, key
+    assert d['device'] == 'cpu'
+
+
+def test_time_jump_back_clears_windows_and_cache(make, capfd):
+    h = make()
+    h.frames(range(6))
+    assert h.wait_statuses(2) and h.wait_idle()
+    n = len(h.statuses)
+    misses = h.node.predictor.cache_misses
+    h.frames(range(-200, -194))                   # 60 s back: a looped bag
+    assert h.wait_statuses(n + 2) and h.wait_idle()
+    s = h.node.stats()
+    assert s['sync/time_jump'] == 1
+    # cache and windows started over: the first window after the jump tokenized 5 frames
+    after = [values(m) for m in h.statuses[n:]]
+    assert after[0]['frames_tokenized'] == '5'
+    assert int(after[0]['window_newest_stamp_ns']) < h.base_ns
+    assert h.node.predictor.cache_misses >= misses + 5
+    err = capfd.readouterr().err
+    assert err.count('time jumped back') == 1
+
+
+def test_deadline_misses_warn_and_lower_keep_ratio(make, capfd):
+    h = make(deadline_ms=1.0, deadline_warn_after=2, deadline_patience=1,
+             deadline_min_scale=0.5)
+    h.frames(range(8))
+    assert h.wait_statuses(3) and h.wait_idle()
+    assert wait_until(lambda: float(values(h.statuses[-1])['keep_scale']) < 1.0)
+    s = h.node.stats()
+    assert s['deadline_misses'] >= 2 and s['keep_scale_changes'] >= 1
+    assert 0.5 <= s['keep_scale'] < 1.0
+    assert wait_until(lambda: any(m.status[0].level == m.status[0].WARN and
+                                  'deadline' in m.status[0].message for m in h.diagnostics))
+    err = capfd.readouterr().err
+    assert err.count('deadline missed') == 1 and 'deadline_warn_after=2' in err
+    assert 'deadline control: keep-ratio scale' in err
+
+
+def test_cuda_requested_without_gpu_warns_and_uses_cpu(make, capfd):
+    import torch
+    if torch.cuda.is_available():
+        pytest.skip('a GPU is present')
+    h = make(device='cuda')
+    assert h.node.device == 'cpu'
+    err = capfd.readouterr().err
+    assert "device 'cuda' requested but" in err and 'falling back to cpu' in err
+    assert 'warm-up inference' in err
