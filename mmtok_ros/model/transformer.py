@@ -217,15 +217,19 @@ class MultiModalTransformer(nn.Module):
         self.layers = build_layers(cfg)
         self.ln_f = nn.LayerNorm(d)
         self.head = nn.Linear(d, cfg.n_classes)
-        self.apply(self._init_weights)
+        # transformer and embeddings: nanoGPT-style N(0, 0.02); tokenizers keep PyTorch's
+        # fan-in init so a single scalar (RSSI, GPS) is not scaled down to noise level
+        for part in (self.temporal, self.frame_tokenizer.modality_embedding, self.layers,
+                     self.head):
+            part.apply(self._init_weights)
         self._freeze_for_method()
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:
-        if isinstance(module, nn.Linear):
+        if isinstance(module, (nn.Linear, nn.Embedding)):
             nn.init.normal_(module.weight, std=0.02)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
 
     def _freeze_for_method(self) -> None:
         """Ablation 1 freezes the tokenizers, ablation 2 the routers (Section IV-A)."""
