@@ -201,7 +201,7 @@ class Harness:
         def idle() -> bool:
             s = self.node.stats()
             done = s['windows_published'] + s['windows_skipped'] + s['stale_after_time_jump'] \
-                + s['inference_errors']
+                + s['inference_errors'] + s['windows_coalesced']
             return done >= s['windows_built']
         return wait_until(idle, timeout_s)
 

@@ -24,9 +24,38 @@ def add_arguments(p) -> None:
                    help='structured pruning fraction of heads and MLP channels (0: none)')
     p.add_argument('--out', default='results/bench.json', help='JSON file to write')
     p.add_argument('--no-progress', action='store_true')
+    e2e = p.add_argument_group('end to end (--e2e): a bag through the real node processes')
+    e2e.add_argument('--e2e', action='store_true',
+                     help='replay --bag through rsu_node (proposed, then mha) and report '
+                          'arrival-to-publish latency, dropped windows, CPU %% and RSS')
+    e2e.add_argument('--bag', help='rosbag2 directory to replay (for --e2e)')
+    e2e.add_argument('--rate', type=float, default=1.0, help='replay speed (for --e2e)')
+    e2e.add_argument('--model', default='',
+                     help='proposed model file (default: the shipped rsu-cpu model, else an '
+                          'untrained rsu-cpu model: latency does not depend on the weights)')
+    e2e.add_argument('--mha-model', default='',
+                     help='mha model file (default: models/handover_rsu_cpu_mha.pt, else an '
+                          'untrained rsu-cpu mha model)')
+
+
+def run_e2e(args) -> int:
+    from ..bench.e2e import format_table, run_e2e, resolve_models
+    if not args.bag:
+        raise ValueError('--e2e needs --bag PATH (a rosbag2 directory, e.g. from mmtok simulate)')
+    out = args.out if args.out != 'results/bench.json' else 'results/bench_e2e.json'
+    models = resolve_models(args.model, args.mha_model)
+    rows = run_e2e(args.bag, models, rate=args.rate, out=out,
+                   device='cpu' if args.device == 'auto' else args.device)
+    print(f'\nend to end, {args.bag} at {args.rate:g}x (latency: newest frame arrival in '
+          'rsu_node -> /mmtok/link_status publish)')
+    print(format_table(rows))
+    print(f'wrote {out}')
+    return 0
 
 
 def run(args) -> int:
+    if args.e2e:
+        return run_e2e(args)
     from ..bench.latency import format_table, run_benchmark, write_json
     methods = _csv(args.methods)
     unknown = [m for m in methods if m not in METHODS]

@@ -161,7 +161,7 @@ def default_model_path() -> str:
             candidate = Path(get_package_share_directory('mmtok_ros')) / 'models' / SHIPPED_MODEL
             if candidate.is_file():
                 return str(candidate)
-        except (PackageNotFoundError, ValueError, KeyError):
+        except (PackageNotFoundError, ValueError, KeyError, OSError):  # OSError: no ament env
             pass
     except ImportError:
         pass

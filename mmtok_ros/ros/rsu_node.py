@@ -190,11 +190,17 @@ class RsuNode(Node):
             synced_frames = self.sync.add(topic, stamp, item)
             if self.sync.counters['time_jump'] != jumps:
                 self._time_jumped(topic, stamp)
+            windows = []
             for synced in synced_frames:
                 frame = frame_from_synced(synced, self.cfg, self._roles, rssi_hold=self.hold)
                 window = self.builder.push(frame)
                 if window is not None:
-                    self.slot.put((window, arrival_ns, self._epoch))
+                    windows.append(window)
+            if windows:
+                # one message can complete several frames (a late partial one and the
+                # current one): only the newest window is worth a prediction
+                self.inputs['windows_coalesced'] += len(windows) - 1
+                self.slot.put((windows[-1], arrival_ns, self._epoch))
 
     def _decode(self, topic: str, kind: str, msg: Any) -> tuple[int, Any]:
         if kind == 'rssi':
@@ -385,6 +391,7 @@ class RsuNode(Node):
             'inference_p99_ms': self.inference_ms.percentile(99),
             'windows_built': self.builder.counters['windows'],
             'windows_skipped': self.slot.skipped,
+            'windows_coalesced': self.inputs['windows_coalesced'],
             'cache_hits': self.predictor.cache_hits,
             'cache_misses': self.predictor.cache_misses,
             'deadline_miss_streak': self._miss_streak,
@@ -396,7 +403,8 @@ class RsuNode(Node):
         out['sync_misses'] = out['sync/no_partner'] + out['sync/partial']
         out.update({f'window/{k}': v for k, v in self.builder.counters.items()})
         out['rssi_substituted'] = self.hold.substituted
-        out.update({f'input/{k}': v for k, v in sorted(self.inputs.items())})
+        out.update({f'input/{k}': v for k, v in sorted(self.inputs.items())
+                    if k != 'windows_coalesced'})
         out.update({f'rejected/{k}': v for k, v in sorted(self.rejected.items())})
         out['rejected_total'] = sum(self.rejected.values())
         return out
