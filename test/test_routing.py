@@ -159,3 +159,15 @@ def test_one_implementation_serves_every_device(device):
 
 def window_to(batch, device):
     return {k: v.to(device) for k, v in batch.items()}
+
+
+def test_bipartite_merge_conserves_token_mass_and_averages_by_size():
+    from mmtok_ros.model.tome import bipartite_merge, merge_count_schedule
+    x = torch.randn(2, 20, 8)
+    size = torch.ones(2, 20, 1)
+    merged, merged_size = bipartite_merge(x, size, 6)
+    assert merged.shape == (2, 14, 8) and merged_size.shape == (2, 14, 1)
+    assert torch.equal(merged_size.sum(1), size.sum(1))             # no token is lost
+    torch.testing.assert_close((merged * merged_size).sum(1), x.sum(1), rtol=1e-5, atol=1e-5)
+    assert merge_count_schedule(100, 4, 0.3) == [18, 18, 18, 18]
+    assert bipartite_merge(x, size, 0)[0] is x                      # r <= 0 is a no-op
