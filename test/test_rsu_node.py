@@ -28,7 +28,8 @@ def make(model_path):
 
 
 def test_link_status_diagnostics_and_handover(make):
-    h = make(**{'hysteresis.p_on': 0.0, 'hysteresis.p_off': 0.0})           # any prediction hands over at once
+    # any prediction hands over at once
+    h = make(**{'hysteresis.p_on': 0.0, 'hysteresis.p_off': 0.0})
     stamps = h.frames(range(7))
     assert h.wait_statuses(3)
     assert h.wait_idle()

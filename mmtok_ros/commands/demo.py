@@ -33,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         '(default: the shipped models/handover_rsu_cpu_g40.pt)')
     parser.add_argument('--mha-model', default='', help='mha model file (default: '
                         'models/handover_rsu_cpu_mha.pt)')
-    parser.add_argument('--epochs', type=int, default=2,
+    parser.add_argument('--epochs', type=int, default=10,
                         help='epochs of the quick models trained when none is shipped')
     parser.add_argument('--rate', type=float, default=1.0, help='replay speed')
 

@@ -357,6 +357,7 @@ def write_outputs(out_dir: str | Path, timeline: Timeline, results: dict[str, Po
 
 __all__ = ['FRAME_PERIOD_NS', 'POLICIES', 'PolicyResult', 'Switch', 'Timeline',
            'blocked_intervals', 'effective_switches', 'emulate', 'evaluate_policy',
-           'lead_times_ms', 'load_truth', 'measured_on_timeline', 'oracle_switches', 'plot', 'proactive_switches',
-           'reactive_switches', 'serve', 'summary', 'switches_from_predictions',
-           'timeline_from_samples', 'timeline_from_truth', 'timeline_measured_from_truth', 'write_csv', 'write_outputs']
+           'lead_times_ms', 'load_truth', 'measured_on_timeline', 'oracle_switches', 'plot',
+           'proactive_switches', 'reactive_switches', 'serve', 'summary',
+           'switches_from_predictions', 'timeline_from_samples', 'timeline_from_truth',
+           'timeline_measured_from_truth', 'write_csv', 'write_outputs']
