@@ -61,8 +61,6 @@ class RsuNode(Node):
         super().__init__(NODE_NAME, **kwargs)
         self.p = declare(self, RSU_NODE_PARAMS)
         p = self.p
-        # the synchronizer's own log lines would repeat ours: this node reports them
-        logging.getLogger('mmtok_ros.data').setLevel(logging.ERROR)
         self._setup_model()
         self.period_ns = int(p.frame_period_ms * 1e6)
         self._roles = {p.image_topic: 'image', p.lidar_topic: 'lidar'}
@@ -455,6 +453,8 @@ class EmptyCloudError(DataError):
 
 
 def main(args: list[str] | None = None) -> int:
+    # the synchronizer's own Python log lines would repeat the node's (which says more)
+    logging.getLogger('mmtok_ros.data').setLevel(logging.ERROR)
     return run_node(RsuNode, args, logger_name=NODE_NAME)
 
 
