@@ -123,6 +123,9 @@ PRESETS: dict[str, ModelConfig] = {
     'rsu-cpu': ModelConfig(
         preset='rsu-cpu', image_hw=(128, 128), bev_hw=(128, 128), n_heads=4,
         bev_range_m=(0.0, 51.2, -25.6, 25.6)),
+    # Quick studies on a CPU (method comparisons, tests): 32x32 camera and BEV, 4x4 tokens
+    # each. N = 5 * (16 + 16 + 1) + 1 = 166.
+    'rsu-mini': ModelConfig(preset='rsu-mini', image_hw=(32, 32), bev_hw=(32, 32), n_heads=4),
 }
 
 

@@ -26,6 +26,8 @@ class TrainConfig:
     seed: int = 0
     device: str | None = None          # None: CUDA when available, else CPU
     balance_classes: bool = True       # binary task: weight the rarer 'blocked' class up
+    grad_clip: float = 1.0             # global gradient-norm clip (0: off)
+    warmup_fraction: float = 0.05      # linear warm-up, then cosine decay to 10 % of lr
 
     def resolved_device(self) -> torch.device:
         if self.device in (None, 'auto'):
@@ -56,6 +58,10 @@ def train_model(cfg: ModelConfig, data: WindowDataset, tc: TrainConfig = TrainCo
             pos_weight = torch.tensor((len(data) - positives) / positives, device=device)
     history = {'epoch_loss': [], 'keep_ratios': [], 'seconds': 0.0}
     steps = math.ceil(len(data) / tc.batch_size)
+    total_steps, warmup = tc.epochs * steps, max(1, int(tc.warmup_fraction * tc.epochs * steps))
+    schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: min(
+        (i + 1) / warmup,
+        0.1 + 0.45 * (1 + math.cos(math.pi * min(1.0, (i - warmup) / max(1, total_steps - warmup))))))
     start = time.perf_counter()
     bar = tqdm(total=tc.epochs * steps, desc=desc, disable=not progress, leave=False)
     for _ in range(tc.epochs):
@@ -67,7 +73,10 @@ def train_model(cfg: ModelConfig, data: WindowDataset, tc: TrainConfig = TrainCo
             loss = task_loss(model(batch), labels, pos_weight) + model.keep_ratio_penalty()
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            if tc.grad_clip:
+                torch.nn.utils.clip_grad_norm_(params, tc.grad_clip)
             opt.step()
+            schedule.step()
             total += float(loss.detach()) * len(rows)
             bar.update(1)
         history['epoch_loss'].append(total / len(data))
