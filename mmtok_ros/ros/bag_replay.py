@@ -18,6 +18,7 @@ from typing import Any, Iterator
 from .params import BAG_REPLAY_PARAMS, declare
 from .runtime import StartupError, run_node
 
+from rclpy.duration import Duration
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
@@ -155,6 +156,8 @@ class BagReplayNode(Node):
                     break
                 self.get_logger().info(f'loop {self.loops} done; starting over (time jumps '
                                        'back)')
+            for pub in self.publishers_by_topic.values():   # reliable readers get the tail
+                pub.wait_for_all_acked(Duration(seconds=2))
             self.get_logger().info(f'played {self.published} messages from {self.bag}')
         except Exception as err:  # a corrupt chunk mid-bag: one line, then stop
             self.get_logger().error(f'playback of {self.bag} stopped: {type(err).__name__}: '
