@@ -86,3 +86,10 @@ def test_dataset_round_trips_through_npz(tmp_path):
 def test_confidence_interval_contains_the_mean():
     lo, hi = confidence_interval_95([0.9, 0.92, 0.94])
     assert lo < 0.92 < hi
+
+
+def test_wilson_interval_brackets_the_proportion():
+    from mmtok_ros.train.trainer import wilson_interval
+    lo, hi = wilson_interval(90, 100)
+    assert lo < 0.9 < hi and hi < 1.0
+    assert wilson_interval(10, 10)[1] == pytest.approx(1.0)

@@ -100,6 +100,17 @@ def predict(model: MultiModalTransformer, data: WindowDataset, *, batch_size: in
     return torch.cat(out).numpy() if out else np.zeros((0, model.cfg.n_classes))
 
 
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95 % Wilson score interval of a proportion. Windows of one scenario overlap in four of
+    five frames, so they are not independent: read it as a lower bound on the uncertainty."""
+    if n == 0:
+        return float('nan'), float('nan')
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return centre - half, centre + half
+
+
 def evaluate(model: MultiModalTransformer, data: WindowDataset, *, batch_size: int = 16) -> dict:
     """Accuracy (and blocked-class precision/recall, or top-k for beams) on ``data``."""
     logits = predict(model, data, batch_size=batch_size)
@@ -107,7 +118,9 @@ def evaluate(model: MultiModalTransformer, data: WindowDataset, *, batch_size: i
     if logits.shape[1] == 1:
         pred = (logits[:, 0] > 0).astype(np.float32)
         tp = float(((pred == 1) & (labels == 1)).sum())
-        return {'n': int(len(labels)), 'accuracy': float((pred == labels).mean()) if len(labels) else float('nan'),
+        correct = int((pred == labels).sum())
+        return {'n': int(len(labels)), 'accuracy': correct / len(labels) if len(labels) else float('nan'),
+                'accuracy_ci95_wilson': wilson_interval(correct, len(labels)),
                 'precision_blocked': tp / max(1.0, float(pred.sum())),
                 'recall_blocked': tp / max(1.0, float(labels.sum())),
                 'blocked_fraction': float(labels.mean()) if len(labels) else float('nan')}
