@@ -70,3 +70,13 @@ def test_bf16_on_cpu_keeps_router_scores_in_fp32():
         out = model(window(model.cfg))
     hook.remove()
     assert torch.isfinite(out.float()).all() and set(seen) == {torch.float32}
+
+
+def test_the_shipped_model_loads_safely_and_predicts():
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[1] / 'models' / 'handover_rsu_cpu_g40.pt'
+    model, meta = load_model(path)
+    assert (model.cfg.preset, model.cfg.method, model.cfg.target_keep_ratio) == ('rsu-cpu', 'routed', 0.4)
+    assert meta['holdout_bags'] == ['scenario_08', 'scenario_09']
+    with torch.no_grad():
+        assert torch.isfinite(model(window(model.cfg, batch=1))).all()
