@@ -47,7 +47,8 @@ def generate_launch_description() -> LaunchDescription:
         parameters=[rsu_params,
                     {'model_path': LaunchConfiguration('model_path'),
                      'device': LaunchConfiguration('device'),
-                     'use_sim_time': True}],
+                     'use_sim_time': True,
+                     'input_reliable': True}],  # bag_replay publishes reliable
         remappings=[('/camera/image_raw', '/camera/image_raw'),
                     ('/lidar/points', '/lidar/points')],
     )

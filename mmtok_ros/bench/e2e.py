@@ -191,6 +191,7 @@ def run_pipeline(bag: str | Path, model_path: str | Path, *, label: str, log_dir
     rsu_name = 'rsu_node'
     rsu = Proc('rsu_node', {'model_path': str(model_path), 'device': device,
                             'use_sim_time': True, 'deadline_ms': float(deadline_ms),
+                            'input_reliable': True,  # bag_replay publishes reliable
                             'keep_ratio_scale': float(keep_ratio_scale)},
                log_dir / f'{label}_rsu_node.log', env)
     procs = [rsu]

@@ -45,6 +45,10 @@ RSU_NODE_PARAMS: tuple[ParamSpec, ...] = (
               read_only=True),
     ParamSpec('input_qos_depth', 5, 'depth of the best-effort sensor subscriptions', 1, 100,
               read_only=True),
+    ParamSpec('input_reliable', False, 'subscribe to the sensors RELIABLE instead of best '
+              'effort: only with reliable publishers (bag_replay); a best-effort 640x480 image '
+              'travels as ~15 UDP fragments and is lost whole when one is dropped under load',
+              read_only=True),
     ParamSpec('expected_image_width', 640, 'camera width in pixels; other widths are rejected '
               '(0: accept any)', 0, 100000, read_only=True),
     ParamSpec('expected_image_height', 480, 'camera height in pixels; other heights are '

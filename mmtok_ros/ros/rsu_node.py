@@ -108,7 +108,7 @@ class RsuNode(Node):
         self._stop = threading.Event()
         self._worker = threading.Thread(target=self._work, name='mmtok-inference', daemon=True)
         self._worker.start()
-        qos = sensor_qos(p.input_qos_depth)
+        qos = sensor_qos(p.input_qos_depth, reliable=p.input_reliable)
         self.create_subscription(Image, p.image_topic,
                                  lambda m: self._ingest(p.image_topic, 'image', m), qos)
         self.create_subscription(PointCloud2, p.lidar_topic,

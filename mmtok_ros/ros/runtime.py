@@ -146,11 +146,12 @@ def resolve_device(requested: str) -> tuple[str, str | None]:
 
 
 # ---------------------------------------------------------------------- QoS, one place
-def sensor_qos(depth: int = 5):
-    """Sensor inputs: best effort, keep last ``depth``, volatile (REP 2003)."""
+def sensor_qos(depth: int = 5, reliable: bool = False):
+    """Sensor inputs: best effort (REP 2003) unless ``reliable``, keep last ``depth``, volatile."""
     from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
     return QoSProfile(depth=depth, history=HistoryPolicy.KEEP_LAST,
-                      reliability=ReliabilityPolicy.BEST_EFFORT,
+                      reliability=(ReliabilityPolicy.RELIABLE if reliable
+                                   else ReliabilityPolicy.BEST_EFFORT),
                       durability=DurabilityPolicy.VOLATILE)
 
 
