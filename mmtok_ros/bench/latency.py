@@ -19,7 +19,7 @@ from tqdm import tqdm
 from ..model import MultiModalTransformer, preset
 from ..model.compress import autocast_for, prune_model
 from ..model.flops import count_flops, dummy_window
-from .memory import PeakMemory
+from .memory import CudaPeakMemory
 from .memory_probe import cpu_peak_mb
 
 ROUTED_METHODS = ('routed', 'ablation1', 'ablation2', 'ablation3')
@@ -106,11 +106,14 @@ def run_benchmark(preset_name: str, *, device: str | None = None, methods: list[
     rows_mem = {}
     for c in tqdm(candidates, desc='warm-up + memory', disable=not progress):
         c.model.to(dev)
-        with PeakMemory(dev) as mem:
+        if dev.type == 'cuda':
+            with CudaPeakMemory(dev) as mem:
+                for _ in range(max(1, warmup)):
+                    time_once(c, window, dev, precision)
+            rows_mem[id(c)] = mem.peak_mb
+        else:  # RSS inside this process is shared by all models: measure in a fresh one
             for _ in range(max(1, warmup)):
                 time_once(c, window, dev, precision)
-        rows_mem[id(c)] = mem.peak_mb
-        if dev.type == 'cpu':  # RSS inside this process is shared by all models: measure apart
             rows_mem[id(c)] = cpu_peak_mb({
                 'preset': preset_name, 'method': c.method, 'gamma': c.gamma, 'prune': prune,
                 'precision': precision, 'threads': torch.get_num_threads()})
@@ -141,6 +144,11 @@ def run_benchmark(preset_name: str, *, device: str | None = None, methods: list[
     return rows
 
 
+def format_mb(value: float | None) -> str:
+    """Peak memory for a table; '-' where it could not be measured (no /proc)."""
+    return '-' if value is None else f'{value:.0f}'
+
+
 def format_table(rows: list[dict]) -> str:
     """A Table II/VI-style Markdown table."""
     head = ('| method | γ\' | latency median [ms] | p90 [ms] | speed-up vs mha | peak mem [MB] '
@@ -153,7 +161,7 @@ def format_table(rows: list[dict]) -> str:
         tokens = ','.join(str(t) for t in r['tokens_per_layer'])
         lines.append(
             f"| {r['method']} | {gamma} | {r['latency_ms_median']:.1f} | {r['latency_ms_p90']:.1f} "
-            f"| {speed} | {r['peak_mem_mb']:.0f} | {r['gflops']:.2f} | {tokens} "
+            f"| {speed} | {format_mb(r['peak_mem_mb'])} | {r['gflops']:.2f} | {tokens} "
             f"| {s['tokenize']:.1f} / {s['transformer']:.1f} / {s['head']:.2f} |")
     return '\n'.join(lines)
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..bench.latency import ROUTED_METHODS, run_benchmark
+from ..bench.latency import ROUTED_METHODS, format_mb, run_benchmark
 from ..model import preset
 from .crossval import cross_validate
 from .dataset import WindowDataset
@@ -61,7 +61,7 @@ def markdown_table(rows: list[dict], title: str) -> str:
              '|---|---|---|---|---|---|']
     for r in rows:
         lines.append(f"| {r['label']} | {100 * r['accuracy_mean']:.2f} ± {100 * r['accuracy_std']:.2f} "
-                     f"| {r['latency_ms_median']:.1f} | {r['peak_mem_mb']:.0f} | {r['gflops']:.2f} "
+                     f"| {r['latency_ms_median']:.1f} | {format_mb(r['peak_mem_mb'])} | {r['gflops']:.2f} "
                      f"| {','.join(map(str, r['tokens_per_layer']))} |")
     return '\n'.join(lines) + '\n'
 
