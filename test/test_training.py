@@ -93,3 +93,18 @@ def test_wilson_interval_brackets_the_proportion():
     lo, hi = wilson_interval(90, 100)
     assert lo < 0.9 < hi and hi < 1.0
     assert wilson_interval(10, 10)[1] == pytest.approx(1.0)
+
+
+def test_report_writes_table_json_and_plots(testbed, tmp_path):
+    from mmtok_ros.train.report import run_report
+    from mmtok_ros.train.trainer import TrainConfig
+    data, _ = dataset_from_bags(testbed, preset('rsu-mini'), progress=False)
+    rows = run_report(data, preset_name='rsu-mini', methods=['mha', 'routed'], gammas=[0.4],
+                      folds=2, seeds=[0], tc=TrainConfig(epochs=1, batch_size=8, device='cpu'),
+                      out_dir=tmp_path, bench_reps=1, progress=False)
+    assert [(r['method'], r['gamma']) for r in rows] == [('mha', None), ('routed', 0.4)]
+    assert all(0 <= r['accuracy_mean'] <= 1 and r['latency_ms_median'] > 0 for r in rows)
+    assert len(rows[1]['keep_ratios_mean']) == 4
+    for name in ('table6.md', 'table6.json', 'keep_ratios.png', 'accuracy_vs_latency.png'):
+        assert (tmp_path / name).stat().st_size > 0
+    assert "routed (γ'=0.4)" in (tmp_path / 'table6.md').read_text()
