@@ -108,3 +108,15 @@ def test_report_writes_table_json_and_plots(testbed, tmp_path):
     for name in ('table6.md', 'table6.json', 'keep_ratios.png', 'accuracy_vs_latency.png'):
         assert (tmp_path / name).stat().st_size > 0
     assert "routed (γ'=0.4)" in (tmp_path / 'table6.md').read_text()
+
+
+def test_onset_recall_counts_only_first_blocked_windows():
+    from mmtok_ros.train.trainer import onset_scores
+    labels = np.array([0, 0, 1, 1, 0, 1, 0, 1], dtype=np.float32)
+    groups = np.array([0, 0, 0, 0, 0, 0, 1, 1])
+    data = WindowDataset(('rssi',), {'rssi': np.zeros((1, 2), np.float32)}, np.ones((1, 1), bool),
+                         np.zeros((8, 1), np.int64), labels, groups, np.arange(8))
+    pred = np.array([0, 1, 1, 1, 0, 0, 0, 1], dtype=np.float32)
+    # onsets: index 2 (predicted), 5 (missed) and 7 (predicted; it follows a clear window of
+    # its own scenario); index 6 starts scenario 1, so index 5 -> 6 is no transition
+    assert onset_scores(data, pred) == {'onsets': 3, 'onsets_predicted': 2, 'onset_recall': 2 / 3}

@@ -35,7 +35,8 @@ def run(args) -> int:
               **evaluate(model, data)}
     print(f"accuracy: {result['accuracy']:.4f} on {result['n']} windows "
           f"(blocked precision {result.get('precision_blocked', float('nan')):.3f}, "
-          f"recall {result.get('recall_blocked', float('nan')):.3f})")
+          f"recall {result.get('recall_blocked', float('nan')):.3f}; blockage onsets announced "
+          f"a frame ahead: {result.get('onsets_predicted', '-')}/{result.get('onsets', '-')})")
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(result, indent=2) + '\n')

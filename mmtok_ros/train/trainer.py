@@ -111,6 +111,21 @@ def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, flo
     return centre - half, centre + half
 
 
+def onset_scores(data: WindowDataset, pred: np.ndarray) -> dict:
+    """What a proactive handover needs, beyond accuracy (which persistence already wins when
+    blockages start abruptly): of the windows whose next frame is the FIRST blocked one
+    (the previous window of the same scenario was labelled clear), how many were predicted
+    blocked, i.e. the blockage was announced one frame ahead."""
+    order = np.lexsort((data.newest_stamp_ns, data.groups))
+    labels, groups = data.labels[order], data.groups[order]
+    onset = np.zeros(len(labels), dtype=bool)
+    onset[1:] = (labels[1:] == 1) & (labels[:-1] == 0) & (groups[1:] == groups[:-1])
+    n = int(onset.sum())
+    hits = int((pred[order][onset] == 1).sum())
+    return {'onsets': n, 'onsets_predicted': hits,
+            'onset_recall': hits / n if n else float('nan')}
+
+
 def evaluate(model: MultiModalTransformer, data: WindowDataset, *, batch_size: int = 16) -> dict:
     """Accuracy (and blocked-class precision/recall, or top-k for beams) on ``data``."""
     logits = predict(model, data, batch_size=batch_size)
@@ -123,7 +138,8 @@ def evaluate(model: MultiModalTransformer, data: WindowDataset, *, batch_size: i
                 'accuracy_ci95_wilson': wilson_interval(correct, len(labels)),
                 'precision_blocked': tp / max(1.0, float(pred.sum())),
                 'recall_blocked': tp / max(1.0, float(labels.sum())),
-                'blocked_fraction': float(labels.mean()) if len(labels) else float('nan')}
+                'blocked_fraction': float(labels.mean()) if len(labels) else float('nan'),
+                **onset_scores(data, pred)}
     ranked = np.argsort(-logits, axis=1)
     result = {'n': int(len(labels))}
     for k in (1, 3, 5):
