@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from ..devices import choose_device, synchronize
 from ..model import MultiModalTransformer, preset
 from ..model.compress import autocast_for, prune_model
 from ..model.flops import count_flops, dummy_window
@@ -42,12 +43,11 @@ def device_name(device: torch.device) -> str:
 
 
 def resolve_device(requested: str | None) -> torch.device:
-    if requested in (None, 'auto'):
-        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
-    device = torch.device(requested)
-    if device.type == 'cuda' and not torch.cuda.is_available():
-        raise ValueError('--device cuda requested but CUDA is not available on this machine')
-    return device
+    """A benchmark never falls back silently: an unusable device is an error."""
+    device, problem = choose_device(requested)
+    if problem:
+        raise ValueError(problem.replace('; falling back to cpu', '').replace('; using cpu', ''))
+    return torch.device(device)
 
 
 def build_candidates(preset_name: str, methods: list[str], gammas: list[float],
@@ -65,25 +65,20 @@ def build_candidates(preset_name: str, methods: list[str], gammas: list[float],
     return out
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == 'cuda':
-        torch.cuda.synchronize(device)
-
-
 @torch.no_grad()
 def time_once(c: Candidate, window: dict, device: torch.device, precision: str) -> None:
     """Run one window through ``c.model`` and record the stage times (milliseconds)."""
     with autocast_for(device, precision):
-        _sync(device)
+        synchronize(device)
         t0 = time.perf_counter()
         tokens = c.model.tokenize(window)
-        _sync(device)
+        synchronize(device)
         t1 = time.perf_counter()
         x = c.model.transform(tokens)
-        _sync(device)
+        synchronize(device)
         t2 = time.perf_counter()
         c.model.readout(x)
-        _sync(device)
+        synchronize(device)
         t3 = time.perf_counter()
     c.stage_ms['tokenize'].append((t1 - t0) * 1e3)
     c.stage_ms['transformer'].append((t2 - t1) * 1e3)

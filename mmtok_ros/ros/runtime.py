@@ -127,22 +127,8 @@ class RollingPercentiles:
 
 def resolve_device(requested: str) -> tuple[str, str | None]:
     """(device to use, warning or None): cuda falls back to cpu with the reason."""
-    import torch
-    requested = (requested or 'cpu').strip().lower()
-    if requested == 'cpu':
-        return 'cpu', None
-    if not requested.startswith('cuda'):
-        return 'cpu', f"device '{requested}' is not cpu, cuda or cuda:N; using cpu"
-    if not torch.cuda.is_available():
-        reason = ('this torch build has no CUDA support' if torch.version.cuda is None
-                  else 'no CUDA device is visible (driver missing or CUDA_VISIBLE_DEVICES '
-                       'empty)')
-        return 'cpu', f"device '{requested}' requested but {reason}; falling back to cpu"
-    index = requested.partition(':')[2]
-    if index and (not index.isdigit() or int(index) >= torch.cuda.device_count()):
-        return 'cpu', (f"device '{requested}' does not exist ({torch.cuda.device_count()} "
-                       'CUDA device(s)); falling back to cpu')
-    return requested, None
+    from ..devices import choose_device  # imports torch: only when a node needs a device
+    return choose_device(requested or 'cpu')
 
 
 # ---------------------------------------------------------------------- QoS, one place

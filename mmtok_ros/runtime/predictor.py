@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from ..data.window import Window
+from ..devices import synchronize
 from ..model import MultiModalTransformer
 from ..model.compress import autocast_for
 
@@ -29,11 +30,6 @@ class Prediction:
     inference_ms: float       # tokenizing new frames + transformer + head
     frames_tokenized: int     # frames not found in the cache
     tokens_per_layer: tuple[int, ...]
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == 'cuda':
-        torch.cuda.synchronize(device)
 
 
 class StreamingPredictor:
@@ -65,7 +61,7 @@ class StreamingPredictor:
     @torch.no_grad()
     def predict(self, window: Window, *, use_cache: bool = True) -> Prediction:
         T = len(window.stamps_ns)
-        _sync(self.device)
+        synchronize(self.device)
         start = time.perf_counter()
         with autocast_for(self.device, self.precision):
             keys = [self._key(window, t) for t in range(T)]
@@ -77,7 +73,7 @@ class StreamingPredictor:
             frame_tokens = torch.stack([fresh[k] if k in fresh else self.cache[k] for k in keys])
             logit = self.model.encode(frame_tokens[None])[0, 0].float()             # (T, n, d) -> ()
         p = float(torch.sigmoid(logit))
-        _sync(self.device)
+        synchronize(self.device)
         inference_ms = (time.perf_counter() - start) * 1e3
         if use_cache:
             for k, v in fresh.items():
