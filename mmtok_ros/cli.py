@@ -36,8 +36,10 @@ def main(argv: list[str] | None = None) -> int:
         return int(args._run(args) or 0)
     except KeyboardInterrupt:
         return 130
-    except (ValueError, FileNotFoundError) as err:
-        # user errors: one clear line, no traceback
+    except Exception as err:  # noqa: BLE001 - user errors get one clear line, no traceback
+        from .model.checkpoint import ModelFileError
+        if not isinstance(err, (ValueError, FileNotFoundError, ModelFileError)):
+            raise
         print(f'mmtok {args.command}: error: {err}', file=sys.stderr)
         return 2
 

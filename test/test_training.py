@@ -120,3 +120,69 @@ def test_onset_recall_counts_only_first_blocked_windows():
     # onsets: index 2 (predicted), 5 (missed) and 7 (predicted; it follows a clear window of
     # its own scenario); index 6 starts scenario 1, so index 5 -> 6 is no transition
     assert onset_scores(data, pred) == {'onsets': 3, 'onsets_predicted': 2, 'onset_recall': 2 / 3}
+
+
+def _labelled(labels, groups):
+    """A label-only dataset (one RSSI frame per window) for sampling tests."""
+    n = len(labels)
+    return WindowDataset(('rssi',), {'rssi': np.zeros((n, 2), np.float32)}, np.ones((n, 1), bool),
+                         np.arange(n, dtype=np.int64)[:, None], np.asarray(labels, np.float32),
+                         np.asarray(groups, np.int64), np.arange(n, dtype=np.int64))
+
+
+def test_near_transition_marks_windows_around_label_changes_within_a_scenario():
+    #          0  1  2  3  4  5  6  7 | 8  9
+    labels = [0, 0, 0, 0, 1, 1, 1, 1, 0, 0]
+    groups = [0, 0, 0, 0, 0, 0, 0, 0, 1, 1]
+    near = _labelled(labels, groups).near_transition(radius=2)
+    # the change is at window 4: windows 2, 3 (before) and 4, 5 (after) are near it;
+    # 7 -> 8 crosses scenarios and is no change
+    assert near.tolist() == [False, False, True, True, True, True, False, False, False, False]
+
+
+def test_transition_focus_keeps_every_transition_and_a_fraction_of_steady_windows():
+    from mmtok_ros.train.trainer import TrainConfig, epoch_rows
+    labels = np.zeros(200)
+    labels[100:120] = 1
+    data = _labelled(labels, np.zeros(200))
+    tc = TrainConfig(steady_fraction=0.25, transition_radius=3)
+    near = data.near_transition(3)
+    rows = epoch_rows(data, tc, np.random.default_rng(0))
+    assert set(np.flatnonzero(near)) <= set(rows.tolist())         # all 12 transition windows
+    assert len(rows) == near.sum() + round(0.25 * (~near).sum())   # plus a quarter of the rest
+    assert len(set(rows.tolist())) == len(rows)                     # no window twice
+    everything = epoch_rows(data, TrainConfig(), np.random.default_rng(0))
+    assert sorted(everything.tolist()) == list(range(200))
+    with pytest.raises(ValueError, match='steady_fraction'):
+        TrainConfig(steady_fraction=0.0)
+
+
+def test_modality_dropout_only_removes_frames_at_about_its_rate():
+    from mmtok_ros.train.trainer import drop_modalities
+    present = torch.ones(400, 5, 3, dtype=torch.bool)
+    present[:, 0, 0] = False                                 # absent stays absent
+    out = drop_modalities({'present': present}, 0.2, torch.Generator().manual_seed(0))['present']
+    assert not out[:, 0, 0].any()
+    assert 0.17 < 1 - out[:, 1:].float().mean().item() < 0.23
+
+
+def test_training_goes_on_from_a_model_file_and_records_its_history(testbed, tmp_path, capsys):
+    first, second = tmp_path / 'first.pt', tmp_path / 'second.pt'
+    common = ['--data', str(testbed), '--preset', 'rsu-mini', '--epochs', '1', '--batch-size', '8',
+              '--no-progress']
+    assert main(['train', *common, '--method', 'mha', '--out', str(first)]) == 0
+    assert main(['train', *common, '--init', str(first), '--steady-fraction', '0.5',
+                 '--modality-dropout', '0.1', '--out', str(second)]) == 0
+    a, _ = load_model(first)
+    b, meta = load_model(second)
+    assert b.cfg == a.cfg and b.cfg.method == 'mha'            # the file's config, not --method
+    assert meta['init']['model'] == str(first) and meta['init']['history']['epoch_loss']
+    assert meta['history']['train_config']['steady_fraction'] == 0.5
+    changed = [n for n, p in b.state_dict().items()
+               if p.dtype.is_floating_point and not torch.equal(p, a.state_dict()[n])]
+    assert changed                                              # it did train
+    broken = tmp_path / 'broken.pt'
+    broken.write_bytes(b'not a model')
+    capsys.readouterr()
+    assert main(['train', *common, '--init', str(broken), '--out', str(tmp_path / 'x.pt')]) == 2
+    assert 'broken.pt' in capsys.readouterr().err

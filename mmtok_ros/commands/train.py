@@ -16,6 +16,11 @@ def add_train_options(p) -> None:
     p.add_argument('--batch-size', type=int, default=16)
     p.add_argument('--lr', type=float, default=1e-4)
     p.add_argument('--weight-decay', type=float, default=0.01)
+    p.add_argument('--steady-fraction', type=float, default=1.0,
+                   help='per epoch, keep every window near a blockage onset/end and only this '
+                        'fraction of the steady ones (1: all windows, the paper protocol)')
+    p.add_argument('--modality-dropout', type=float, default=0.0,
+                   help='probability that a frame\'s modality is marked absent in training')
     p.add_argument('--device', default='auto')
     p.add_argument('--no-progress', action='store_true')
 
@@ -23,7 +28,9 @@ def add_train_options(p) -> None:
 def train_config(args, seed: int = 0):
     from ..train.trainer import TrainConfig
     return TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                       weight_decay=args.weight_decay, seed=seed, device=args.device)
+                       weight_decay=args.weight_decay, seed=seed, device=args.device,
+                       steady_fraction=args.steady_fraction,
+                       modality_dropout=args.modality_dropout)
 
 
 def add_arguments(p) -> None:
@@ -33,6 +40,8 @@ def add_arguments(p) -> None:
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--holdout', default='', help='comma-separated bag names kept out of training '
                                                  'and used to report held-out accuracy')
+    p.add_argument('--init', default='', help='go on training this model file (its config is '
+                                              'used; --preset/--method/--gamma are ignored)')
     p.add_argument('--out', required=True, help='model file to write (.pt)')
 
 
@@ -40,10 +49,14 @@ def run(args) -> int:
     import numpy as np
 
     from ..model import preset
-    from ..model.checkpoint import save_model
+    from ..model.checkpoint import load_model, save_model
     from ..train.build import dataset_from_bags
     from ..train.trainer import evaluate, train_model
-    cfg = preset(args.preset, method=args.method, target_keep_ratio=args.gamma)
+    init, init_meta = load_model(args.init, device='cpu') if args.init else (None, {})
+    cfg = init.cfg if init is not None else preset(args.preset, method=args.method,
+                                                   target_keep_ratio=args.gamma)
+    if init is not None:
+        print(f"going on from {args.init} ({cfg.preset}/{cfg.method} gamma'={cfg.target_keep_ratio})")
     data, names = dataset_from_bags(args.data, cfg, progress=not args.no_progress)
     holdout = [h for h in args.holdout.split(',') if h]
     unknown = sorted(set(holdout) - set(names))
@@ -51,9 +64,13 @@ def run(args) -> int:
         raise ValueError(f'--holdout names {unknown} are not bags in {args.data}; have {names}')
     held = np.isin(data.groups, [names.index(h) for h in holdout])
     model, history = train_model(cfg, data.subset(np.flatnonzero(~held)),
-                                 train_config(args, args.seed), progress=not args.no_progress)
+                                 train_config(args, args.seed), progress=not args.no_progress,
+                                 init=init)
     meta = {'train_bags': [n for n in names if n not in holdout], 'holdout_bags': holdout,
             'history': history, 'keep_ratios': model.keep_ratios().tolist()}
+    if init is not None:  # the model's whole training record, oldest first
+        meta['init'] = {'model': str(args.init), **{k: init_meta.get(k) for k in
+                        ('train_bags', 'holdout_bags', 'history', 'holdout', 'init')}}
     if held.any():
         meta['holdout'] = evaluate(model, data.subset(np.flatnonzero(held)))
         print(f"held-out accuracy: {meta['holdout']['accuracy']:.4f} on {meta['holdout']['n']} windows")
