@@ -1,22 +1,36 @@
-"""mmtok evaluate: accuracy of a model file on the windows of a directory of bags."""
+"""mmtok evaluate: accuracy of a model file on the windows of a directory of bags
+(``--task handover``, the default), or Tables II-V of the beam task (``--task beam``,
+``mmtok_ros.beam``)."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-HELP = 'Evaluate a model file on bags (accuracy, blocked precision/recall) and write JSON.'
+HELP = ('Evaluate a model file on bags (accuracy, blocked precision/recall) and write JSON; '
+        '--task beam: train, time and tabulate the beam methods (Tables II-V).')
 
 
 def add_arguments(p) -> None:
-    p.add_argument('--model', required=True, help='model file (.pt) written by mmtok train')
-    p.add_argument('--data', required=True, help='directory of rosbag2 bags')
+    from ..beam.command import add_beam_arguments
+    p.add_argument('--task', choices=('handover', 'beam'), default='handover')
+    p.add_argument('--model', default=None,
+                   help='model file (.pt) written by mmtok train (required for handover)')
+    p.add_argument('--data', default=None, help='directory of rosbag2 bags (handover); '
+                   "'synthetic' (default) or a DeepSense scenario folder or CSV (beam)")
     p.add_argument('--bags', default='', help='comma-separated bag names (default: all)')
     p.add_argument('--device', default='auto')
-    p.add_argument('--out', default=None, help='JSON file to write')
+    p.add_argument('--out', default=None,
+                   help='JSON file to write (handover); output folder (beam, default results/beam)')
     p.add_argument('--no-progress', action='store_true')
+    add_beam_arguments(p)
 
 
 def run(args) -> int:
+    if args.task == 'beam':
+        from ..beam.command import run_beam
+        return run_beam(args)
+    if args.model is None or args.data is None:
+        raise ValueError('--task handover needs --model and --data')
     import numpy as np
 
     from ..bench.latency import resolve_device

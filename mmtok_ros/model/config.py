@@ -126,6 +126,11 @@ PRESETS: dict[str, ModelConfig] = {
     # Quick studies on a CPU (method comparisons, tests): 32x32 camera and BEV, 4x4 tokens
     # each. N = 5 * (16 + 16 + 1) + 1 = 166.
     'rsu-mini': ModelConfig(preset='rsu-mini', image_hw=(32, 32), bev_hw=(32, 32), n_heads=4),
+    # Beam prediction on a CPU (mmtok_ros.beam, docs/beam.md): paper-deepsense's modalities and
+    # 64 beams at rsu-mini's size, 16 radar points. N = 5 * (16 + 16 + 16 + 1) + 1 = 246.
+    'beam-mini': ModelConfig(
+        preset='beam-mini', modalities=('image', 'lidar', 'radar', 'gps'), image_hw=(32, 32),
+        bev_hw=(32, 32), n_heads=4, n_radar_points=16, n_classes=64, target_keep_ratio=0.5),
 }
 
 
