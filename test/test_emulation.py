@@ -116,3 +116,42 @@ def test_write_outputs(tmp_path):
         assert {'mean_served_rssi_dbm', 'time_below_threshold_s', 'handovers',
                 'lead_time_ms'} <= set(summary['policies'][name])
     assert summary['policies']['proactive']['lead_time_ms'] is None
+
+
+def test_checks_and_table_rows_read_the_emulation_metrics():
+    tl = timeline()
+    late = [emu.Switch(int(tl.t_ns[14]), 'rsu2'), emu.Switch(int(tl.t_ns[23]), 'rsu1')]
+    results = emu.emulate(tl, {'proactive': late, 'reactive': emu.reactive_switches(tl),
+                               'oracle': emu.oracle_switches(tl)})
+    metrics = {p: r.metrics for p, r in results.items()}
+    check = emu.proactive_check('s', metrics)
+    assert check == {'scenario': 's', 'proactive_before_blockage': False,
+                     'proactive_above_reactive': False}     # two frames later than reactive
+    rows = emu.policy_rows('s', metrics)
+    assert [r['policy'] for r in rows] == ['proactive', 'reactive', 'oracle']
+    assert [r['before'] for r in rows] == [False, False, True]
+    table = emu.markdown_table(rows)
+    assert '| s | oracle | yes | 300 |' in table and '| s | reactive | no | 0 |' in table
+
+
+def test_emulate_command_runs_a_model_over_recorded_scenarios(tmp_path, capsys):
+    from mmtok_ros.cli import main
+    from mmtok_ros.model import MultiModalTransformer, preset
+    from mmtok_ros.model.checkpoint import save_model
+    from mmtok_ros.sim.simulate import simulate
+    data = tmp_path / 'bags'
+    simulate(data, n_scenarios=1, seed=0, frames_per_scenario=36, progress=False)  # blocks at 9 s
+    model = save_model(tmp_path / 'm.pt', MultiModalTransformer(preset('rsu-mini')))
+    out = tmp_path / 'emu'
+    assert main(['emulate', '--model', str(model), '--data', str(data), '--out', str(out),
+                 '--latency-ms', '40', '--no-progress']) == 0
+    doc = json.loads((out / 'summary.json').read_text())
+    assert doc['latency_ms'] == 40 and doc['blocked_scenarios'] == 1
+    oracle = doc['scenarios']['scenario_00']['policies']['oracle']
+    assert oracle['handed_over_before_blockage'] == [True]
+    assert (out / 'fig5_scenario_00.png').stat().st_size > 0
+    assert 'proactive before the blockage in' in capsys.readouterr().out
+    (data / 'scenario_00.truth.json').unlink()
+    assert main(['emulate', '--model', str(model), '--data', str(data), '--out', str(out),
+                 '--no-progress']) == 2
+    assert 'scenario_00.truth.json' in capsys.readouterr().err

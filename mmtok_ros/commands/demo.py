@@ -105,18 +105,6 @@ def _switches(doc: dict, t0_ns: int):
             for s in doc['switches']['proactive']]
 
 
-def _markdown(rows: list[dict]) -> str:
-    head = ('| scenario | policy | handed over before blockage | lead time [ms] | '
-            'mean served RSSI [dBm] | time below S_th [s] | handovers |')
-    lines = [head, '|' + '---|' * 7]
-    for r in rows:
-        lead = '-' if r['lead_time_ms'] is None else f"{r['lead_time_ms']:.0f}"
-        lines.append(f"| {r['scenario']} | {r['policy']} | {'yes' if r['before'] else 'no'} | "
-                     f"{lead} | {r['mean_served_rssi_dbm']:.2f} | "
-                     f"{r['time_below_threshold_s']:.1f} | {r['handovers']} |")
-    return '\n'.join(lines) + '\n'
-
-
 def run(args: argparse.Namespace) -> int:
     from ..bench.e2e import format_table, local_dds_env, run_pipeline
     from ..runtime import emulation as emu
@@ -167,20 +155,8 @@ def run(args: argparse.Namespace) -> int:
         summary['scenarios'][name] = {'kind': scenario['kind'], 'policies': metrics,
                                       'blockage_intervals_ns':
                                           timeline.blockage_intervals_ns}
-        oracle_before = any(metrics['oracle']['handed_over_before_blockage'])
-        prop = metrics['proactive (proposed)']
-        checks.append({'scenario': name,
-                       'proactive_before_blockage': (not oracle_before) or
-                       bool(prop['handed_over_before_blockage']
-                            and prop['handed_over_before_blockage'][0]),
-                       'proactive_above_reactive': prop['mean_served_rssi_dbm'] >
-                       metrics['reactive']['mean_served_rssi_dbm']})
-        for policy, m in metrics.items():
-            table_rows.append({'scenario': name, 'policy': policy,
-                               'before': bool(m['handed_over_before_blockage']
-                                              and m['handed_over_before_blockage'][0]),
-                               **{k: m[k] for k in ('lead_time_ms', 'mean_served_rssi_dbm',
-                                                    'time_below_threshold_s', 'handovers')}})
+        checks.append(emu.proactive_check(name, metrics, 'proactive (proposed)'))
+        table_rows += emu.policy_rows(name, metrics)
     e2e_rows = []
     for label in models:
         lat = [float(s['latency_ms']) for name in runs for s in runs[name][label]['statuses']]
@@ -203,11 +179,12 @@ def run(args: argparse.Namespace) -> int:
     (out / 'summary.json').write_text(json.dumps(summary, indent=1, default=str) + '\n')
     md = ['# mmtok demo results', '',
           f'Bags: `{data}`; models: ' + ', '.join(f'{k} `{v}`' for k, v in models.items()),
-          '', _markdown(table_rows), '', '## End to end (1x replay, real node processes)', '',
+          '', emu.markdown_table(table_rows), '',
+          '## End to end (1x replay, real node processes)', '',
           '```', format_table(e2e_rows), '```', '']
     (out / 'summary.md').write_text('\n'.join(md))
     print()
-    print(_markdown(table_rows))
+    print(emu.markdown_table(table_rows))
     print(format_table(e2e_rows))
     for c in checks:
         print(f"[demo] {c['scenario']}: proactive handed over before the blockage: "

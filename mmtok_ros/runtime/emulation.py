@@ -355,9 +355,45 @@ def write_outputs(out_dir: str | Path, timeline: Timeline, results: dict[str, Po
     return doc
 
 
+def policy_rows(scenario: str, metrics: dict[str, dict]) -> list[dict]:
+    """One table row per policy of a scenario's emulation metrics."""
+    return [{'scenario': scenario, 'policy': policy,
+             'before': bool(m['handed_over_before_blockage']
+                            and m['handed_over_before_blockage'][0]),
+             **{k: m[k] for k in ('lead_time_ms', 'mean_served_rssi_dbm',
+                                  'time_below_threshold_s', 'handovers')}}
+            for policy, m in metrics.items()]
+
+
+def markdown_table(rows: list[dict]) -> str:
+    """Rows of :func:`policy_rows` as a Markdown table."""
+    head = ('| scenario | policy | handed over before blockage | lead time [ms] | '
+            'mean served RSSI [dBm] | time below S_th [s] | handovers |')
+    lines = [head, '|' + '---|' * 7]
+    for r in rows:
+        lead = '-' if r['lead_time_ms'] is None else f"{r['lead_time_ms'] + 0.0:.0f}"
+        lead = '0' if lead == '-0' else lead   # a reaction 1 ns after the frame
+        lines.append(f"| {r['scenario']} | {r['policy']} | {'yes' if r['before'] else 'no'} | "
+                     f"{lead} | {r['mean_served_rssi_dbm']:.2f} | "
+                     f"{r['time_below_threshold_s']:.1f} | {r['handovers']} |")
+    return '\n'.join(lines) + '\n'
+
+
+def proactive_check(scenario: str, metrics: dict[str, dict], proactive: str = 'proactive') -> dict:
+    """Issue acceptance for one scenario: the proactive policy handed over before the (first)
+    blockage wherever the oracle did, and its mean served RSSI is above the reactive one's."""
+    oracle_before = any(metrics['oracle']['handed_over_before_blockage'])
+    prop = metrics[proactive]
+    return {'scenario': scenario,
+            'proactive_before_blockage': (not oracle_before) or
+            bool(prop['handed_over_before_blockage'] and prop['handed_over_before_blockage'][0]),
+            'proactive_above_reactive': prop['mean_served_rssi_dbm'] >
+            metrics['reactive']['mean_served_rssi_dbm']}
+
+
 __all__ = ['FRAME_PERIOD_NS', 'POLICIES', 'PolicyResult', 'Switch', 'Timeline',
            'blocked_intervals', 'effective_switches', 'emulate', 'evaluate_policy',
-           'lead_times_ms', 'load_truth', 'measured_on_timeline', 'oracle_switches', 'plot',
-           'proactive_switches', 'reactive_switches', 'serve', 'summary',
+           'lead_times_ms', 'load_truth', 'markdown_table', 'measured_on_timeline',
+           'oracle_switches', 'plot', 'policy_rows', 'proactive_check', 'proactive_switches', 'reactive_switches', 'serve', 'summary',
            'switches_from_predictions', 'timeline_from_samples', 'timeline_from_truth',
            'timeline_measured_from_truth', 'write_csv', 'write_outputs']
