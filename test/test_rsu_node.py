@@ -87,6 +87,16 @@ def test_time_jump_back_clears_windows_and_cache(make, capfd):
     assert err.count('time jumped back') == 1
 
 
+
+def test_time_jump_threshold_is_a_parameter(make):
+    h = make(sync_time_jump_ms=3_600_000.0)          # only an hour back is a jump
+    assert h.node.sync.jump_back_ns == 3_600_000_000_000
+    h.frames(range(6))
+    assert h.wait_statuses(2) and h.wait_idle()
+    h.frames(range(-200, -194))                   # 60 s back: old messages, not a jump
+    assert h.wait_idle()
+    assert h.node.stats()['sync/time_jump'] == 0
+
 def test_deadline_misses_warn_and_lower_keep_ratio(make, capfd):
     h = make(deadline_ms=1.0, deadline_warn_after=2, deadline_patience=1,
              deadline_min_scale=0.5)

@@ -71,7 +71,8 @@ class RsuNode(Node):
         self.sync = ApproximateTimeSynchronizer(
             list(self._roles), slop_ns=int(p.sync_slop_ms * 1e6),
             queue_size=p.sync_queue_size, emit_partial=SYNC_EMIT_PARTIAL,
-            partial_wait_ns=int(p.sync_partial_wait_ms * 1e6))
+            partial_wait_ns=int(p.sync_partial_wait_ms * 1e6),
+            jump_back_ns=int(p.sync_time_jump_ms * 1e6))
         self.builder = WindowBuilder(self.cfg, n_frames=p.window_frames,
                                      period_ns=self.period_ns, s_th_dbm=p.s_th_dbm)
         self.hold = RssiHold(self.cfg.rssi_dim)
