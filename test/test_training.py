@@ -107,7 +107,9 @@ def test_report_writes_table_json_and_plots(testbed, tmp_path):
     assert len(rows[1]['keep_ratios_mean']) == 4
     for name in ('table6.md', 'table6.json', 'keep_ratios.png', 'accuracy_vs_latency.png'):
         assert (tmp_path / name).stat().st_size > 0
-    assert "routed (γ'=0.4)" in (tmp_path / 'table6.md').read_text()
+    table = (tmp_path / 'table6.md').read_text()
+    assert "routed (γ'=0.4)" in table and 'onsets announced' in table
+    assert rows[1]['onsets_predicted'] <= rows[1]['onsets']
 
 
 def test_onset_recall_counts_only_first_blocked_windows():
