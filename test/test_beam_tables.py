@@ -8,7 +8,7 @@ from mmtok_ros.beam.command import split_holdout
 from mmtok_ros.beam.tables import (Run, marked_absent, plan, run_beam_tables, table_modalities,
                                    without_modality)
 from mmtok_ros.cli import main
-from mmtok_ros.model import preset
+from mmtok_ros.model import PRESETS, preset
 from mmtok_ros.train.dataset import WindowDataset
 from mmtok_ros.train.trainer import TrainConfig
 
@@ -49,25 +49,34 @@ def test_modality_helpers_remove_or_mark_a_modality():
     assert not absent.present[:, 3].any() and data.present[:, 3].all()
 
 
-def test_tiny_run_writes_tables_json_and_plots(tmp_path):
+@pytest.fixture
+def tiny_preset(monkeypatch):
+    """beam-mini with a 2-layer, d=16 transformer and slim tokenizers: the same code, faster."""
+    monkeypatch.setitem(PRESETS, 'beam-tiny', CFG.with_(preset='beam-tiny', d_model=16,
+                                                          n_layers=2, cnn_widths=(4, 8),
+                                                          router_hidden=16))
+    return 'beam-tiny'
+
+
+def test_tiny_run_writes_tables_json_and_plots(tmp_path, tiny_preset):
     train, test = split_holdout(random_windows(), 0.34)
     tc = TrainConfig(epochs=1, batch_size=16, lr=1e-3, device='cpu')
-    result = run_beam_tables(train, test, preset_name='beam-mini', tc=tc, out_dir=tmp_path,
+    result = run_beam_tables(train, test, preset_name=tiny_preset, tc=tc, out_dir=tmp_path,
                              data_note='random windows', tables=('II',), gammas=(0.5,),
                              bench_reps=2, scale_overrides=None, measure_memory=False,
                              progress=False)
     text = (tmp_path / 'tables.md').read_text()
     assert "Table II: routed at each γ' vs mha" in text and "| routed (γ'=0.5) |" in text
     stored = json.loads((tmp_path / 'tables.json').read_text())
-    keys = {r['key'] for r in stored['rows']}
-    assert keys == {'mha', 'routed-g0.50'}
+    assert [r['key'] for r in stored['rows']] == [r['key'] for r in result['rows']]
+    assert [r['key'] for r in result['rows']] == ['mha', 'routed-g0.50']
     routed = next(r for r in stored['rows'] if r['key'] == 'routed-g0.50')
     assert 0.0 <= routed['top1'] <= routed['top3'] <= routed['top5'] <= 1.0
     assert routed['gflops'] < next(r for r in stored['rows'] if r['key'] == 'mha')['gflops']
     assert (tmp_path / 'accuracy_vs_latency.png').stat().st_size > 0
     assert (tmp_path / 'keep_ratios.png').stat().st_size > 0
     # a second run loads the cached models instead of training again
-    again = run_beam_tables(train, test, preset_name='beam-mini', tc=tc, out_dir=tmp_path,
+    again = run_beam_tables(train, test, preset_name=tiny_preset, tc=tc, out_dir=tmp_path,
                             data_note='random windows', tables=('II',), gammas=(0.5,),
                             bench_reps=2, scale_overrides=None, measure_memory=False,
                             progress=False)

@@ -23,7 +23,9 @@ def add_beam_arguments(p) -> None:
     g.add_argument('--frames-per-scene', type=int, default=36)
     g.add_argument('--test-fraction', type=float, default=0.3,
                    help='share of scenes (DeepSense: sequences) held out for testing')
-    g.add_argument('--seed', type=int, default=0, help='scene seed and training seed')
+    g.add_argument('--seed', type=int, default=0, help='scene seed (and training seed)')
+    g.add_argument('--train-seed', type=int, default=None,
+                   help='training seed when it should differ from --seed (seed studies)')
     g.add_argument('--epochs', type=int, default=8)
     g.add_argument('--batch-size', type=int, default=16)
     g.add_argument('--lr', type=float, default=1e-3)
@@ -80,7 +82,8 @@ def run_beam(args) -> int:
     train, test = split_holdout(data, args.test_fraction)
     data_s = time.perf_counter() - tic
     tc = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                     weight_decay=args.weight_decay, seed=args.seed,
+                     weight_decay=args.weight_decay,
+                     seed=args.seed if args.train_seed is None else args.train_seed,
                      device='cpu' if args.device in (None, 'auto') else args.device)
     result = run_beam_tables(
         train, test, preset_name=args.preset, tc=tc, out_dir=out_dir, data_note=note,
