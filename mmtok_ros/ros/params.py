@@ -11,12 +11,15 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from ..runtime.handover import HysteresisConfig
+
 SHIPPED_MODEL = 'handover_rsu_cpu_g40.pt'
 # Same as the offline dataset builder (mmtok_ros.train.build.SYNC_OPTIONS), so a window the
 # node builds while a bag plays equals the window built from that bag for training.
 SYNC_SLOP_MS = 50.0
 SYNC_PARTIAL_WAIT_MS = 150.0
 SYNC_EMIT_PARTIAL = True
+_HYSTERESIS = HysteresisConfig()   # the node's defaults are the library's
 
 
 @dataclass(frozen=True)
@@ -90,15 +93,15 @@ RSU_NODE_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec('rsu_id', 'rsu1', 'this RSU (the home RSU whose link is predicted)',
               read_only=True),
     ParamSpec('target_rsu', 'rsu2', 'RSU to hand over to', read_only=True),
-    ParamSpec('hysteresis.p_on', 0.5, 'p_blocked at or above which a window counts toward '
+    ParamSpec('hysteresis.p_on', _HYSTERESIS.p_on, 'p_blocked at or above which a window counts toward '
               'handing over', 0.0, 1.0, read_only=True),
-    ParamSpec('hysteresis.p_off', 0.3, 'p_blocked below which a window counts toward handing '
+    ParamSpec('hysteresis.p_off', _HYSTERESIS.p_off, 'p_blocked below which a window counts toward handing '
               'back', 0.0, 1.0, read_only=True),
-    ParamSpec('hysteresis.on_windows', 1, 'consecutive windows needed to hand over', 1, 100,
+    ParamSpec('hysteresis.on_windows', _HYSTERESIS.on_windows, 'consecutive windows needed to hand over', 1, 100,
               read_only=True),
-    ParamSpec('hysteresis.off_windows', 5, 'consecutive windows needed to hand back', 1, 1000,
+    ParamSpec('hysteresis.off_windows', _HYSTERESIS.off_windows, 'consecutive windows needed to hand back', 1, 1000,
               read_only=True),
-    ParamSpec('hysteresis.min_dwell_ms', 3000.0, 'earliest hand-back after a handover',
+    ParamSpec('hysteresis.min_dwell_ms', _HYSTERESIS.min_dwell_ns / 1e6, 'earliest hand-back after a handover',
               0.0, 600000.0, read_only=True),
     # deadline
     ParamSpec('deadline_ms', 300.0, 'latency budget from the newest frame\'s arrival to the '
