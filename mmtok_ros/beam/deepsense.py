@@ -53,7 +53,7 @@ def find_csv(path: str | Path) -> Path:
 
 
 def read_rgb(path: Path) -> np.ndarray:
-    from PIL import Image  # Pillow comes with matplotlib
+    from PIL import Image
     with Image.open(path) as img:
         return np.array(img.convert('RGB'))      # a writable copy (torch.from_numpy)
 
