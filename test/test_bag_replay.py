@@ -95,6 +95,11 @@ LISTENER = textwrap.dedent('''
                              lambda m: got['status'].append(m), status_qos())
     node.create_subscription(DiagnosticArray, '/mmtok/handover',
                              lambda m: got['handover'].append(m), handover_qos())
+    # statuses are volatile: be sure the node's publishers are discovered before the bag plays
+    found = time.monotonic() + 30
+    while time.monotonic() < found and not (node.count_publishers('/mmtok/link_status')
+                                            and node.count_publishers('/mmtok/handover')):
+        rclpy.spin_once(node, timeout_sec=0.1)
     print('listening', flush=True)
     deadline = time.monotonic() + float(sys.argv[1])
     while time.monotonic() < deadline and not (got['status'] and got['handover']):
@@ -125,7 +130,9 @@ def test_separate_process_receives_outputs_while_a_bag_plays(bag, tmp_path):
         assert wait_until(lambda: bool(lines.append(rsu.stdout.readline()) or
                                        'ready:' in lines[-1]), 60), ''.join(lines)
         assert listener.stdout.readline().strip() == 'listening'
-        replay = _node('bag_replay', f'bag:={bag}', 'wait_for_subscribers:=1')
+        # looped: if DDS matches the node's inputs late and the first pass is lost (seen on a
+        # loaded machine), the next pass still delivers
+        replay = _node('bag_replay', f'bag:={bag}', 'wait_for_subscribers:=1', 'loop:=true')
         out, err = listener.communicate(timeout=60)
         assert listener.returncode == 0, err
         result = json.loads(out.strip().splitlines()[-1])
@@ -135,7 +142,7 @@ def test_separate_process_receives_outputs_while_a_bag_plays(bag, tmp_path):
                 proc.send_signal(2)
                 proc.wait(15)
     assert rsu.returncode == 0                       # quiet shutdown on Ctrl-C
-    assert result['n_status'] >= 1 and result['n_handover'] == 1
+    assert result['n_status'] >= 1 and result['n_handover'] == 1, result
     assert result['status_type'] == ['diagnostic_msgs/msg/DiagnosticArray']
     assert result['handover_type'] == ['diagnostic_msgs/msg/DiagnosticArray']
     assert {'predicted_status', 'p_blocked', 'inference_ms', 'deadline_met',
