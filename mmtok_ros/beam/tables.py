@@ -31,7 +31,7 @@ from ..model import ModelConfig, MultiModalTransformer, preset
 from ..model.checkpoint import load_model, save_model
 from ..model.flops import count_flops, dummy_window
 from ..train.dataset import WindowDataset
-from ..train.report import _plot_accuracy_latency, _plot_keep_ratios
+from ..train.report import plot_accuracy_latency, plot_keep_ratios
 from ..train.trainer import TrainConfig, predict, train_model
 from .metrics import beam_scores
 
@@ -325,8 +325,9 @@ def run_beam_tables(train: WindowDataset, test: WindowDataset, *, preset_name: s
               'scale_latency': scale}
     (out_dir / 'tables.json').write_text(json.dumps(result, indent=2, default=float) + '\n')
     plotted = [r for r in rows.values() if r['removed'] is None]
-    _plot_accuracy_latency([{**r, 'accuracy_mean': r['top3'], 'accuracy_std': 0.0}
-                            for r in plotted], out_dir / 'accuracy_vs_latency.png')
-    _plot_keep_ratios([{**r, 'keep_ratios_mean': r['keep_ratios']} for r in plotted
-                       if r['method'] == 'routed'], out_dir / 'keep_ratios.png')
+    plot_accuracy_latency([{**r, 'accuracy_mean': r['top3'], 'accuracy_std': 0.0}
+                           for r in plotted], out_dir / 'accuracy_vs_latency.png',
+                          ylabel='top-3 accuracy [%]')
+    plot_keep_ratios([{**r, 'keep_ratios_mean': r['keep_ratios']} for r in plotted
+                      if r['method'] == 'routed'], out_dir / 'keep_ratios.png')
     return result

@@ -15,7 +15,7 @@ from .trainer import TrainConfig
 DEFAULT_METHODS = ('mha', 'tome', 'mod', 'ablation1', 'ablation2', 'ablation3', 'routed')
 
 
-def _plot_keep_ratios(rows: list[dict], path: Path) -> None:
+def plot_keep_ratios(rows: list[dict], path: Path) -> None:
     """Fig. 3-style: learned keep ratio per layer, one line per gamma'."""
     import matplotlib
     matplotlib.use('Agg')
@@ -37,7 +37,7 @@ def _plot_keep_ratios(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def _plot_accuracy_latency(rows: list[dict], path: Path) -> None:
+def plot_accuracy_latency(rows: list[dict], path: Path, *, ylabel: str = 'accuracy [%]') -> None:
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
@@ -48,7 +48,7 @@ def _plot_accuracy_latency(rows: list[dict], path: Path) -> None:
         ax.annotate(row['label'], (row['latency_ms_median'], 100 * row['accuracy_mean']),
                     fontsize=7, xytext=(3, 3), textcoords='offset points')
     ax.set_xlabel('latency per window [ms] (median)')
-    ax.set_ylabel('accuracy [%]')
+    ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=130)
@@ -108,6 +108,6 @@ def run_report(data: WindowDataset, *, preset_name: str, methods: list[str], gam
              f"; latency on {rows[0]['device_name']}")
     (out_dir / 'table6.md').write_text(markdown_table(rows, title))
     (out_dir / 'table6.json').write_text(json.dumps(rows, indent=2) + '\n')
-    _plot_keep_ratios(rows, out_dir / 'keep_ratios.png')
-    _plot_accuracy_latency(rows, out_dir / 'accuracy_vs_latency.png')
+    plot_keep_ratios(rows, out_dir / 'keep_ratios.png')
+    plot_accuracy_latency(rows, out_dir / 'accuracy_vs_latency.png')
     return rows
