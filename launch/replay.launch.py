@@ -37,7 +37,9 @@ def generate_launch_description() -> LaunchDescription:
                     {'bag': LaunchConfiguration('bag'),
                      'rate': LaunchConfiguration('rate'),
                      'loop': LaunchConfiguration('loop'),
-                     'wait_for_subscribers': 1}],
+                     # the node's subscriptions may match a moment after ours do:
+                     # settle before the first (best-effort) message, as mmtok demo does
+                     'wait_for_subscribers': 1, 'start_delay_s': 1.0}],
     )
     rsu = Node(
         package='mmtok_ros',
