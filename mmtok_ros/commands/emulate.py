@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 HELP = 'offline handover emulation: a model on recorded bags -> Fig. 5 per scenario, no ROS'
@@ -37,21 +36,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def measured_latency_ms(model, data, device, n: int = 10) -> float:
-    """Median batch-1 forward time over the first ``n`` windows (after one warm-up)."""
+    """Median batch-1 time (the benchmark's ``time_once``) over the first ``n`` windows,
+    after one warm-up."""
     import numpy as np
-    import torch
 
-    from ..devices import synchronize
-    times = []
-    with torch.inference_mode():
-        for i in range(min(n, len(data)) + 1):
-            batch, _ = data.batch(np.array([i % len(data)]), device)
-            synchronize(device)
-            tic = time.perf_counter()
-            model(batch)
-            synchronize(device)
-            times.append((time.perf_counter() - tic) * 1e3)
-    return float(np.median(times[1:]))
+    from ..bench.latency import Candidate, time_once
+    timed = Candidate(model.cfg.method, model.cfg.target_keep_ratio, model)
+    for i in range(min(n, len(data)) + 1):
+        time_once(timed, data.batch(np.array([i % len(data)]), device)[0], device, 'fp32')
+    return float(np.median(timed.total_ms[1:]))
 
 
 def run(args: argparse.Namespace) -> int:

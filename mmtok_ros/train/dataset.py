@@ -39,23 +39,28 @@ class WindowDataset:
         out['present'] = torch.from_numpy(self.present[idx]).to(device)
         return out, torch.from_numpy(self.labels[rows]).to(device)
 
+    def _in_time_order(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(order, labels, groups, same): rows sorted by scenario then time, their labels and
+        groups, and ``same[i]``: sorted row i follows a row of its own scenario."""
+        order = np.lexsort((self.newest_stamp_ns, self.groups))
+        labels, groups = self.labels[order], self.groups[order]
+        same = np.zeros(len(labels), dtype=bool)
+        same[1:] = groups[1:] == groups[:-1]
+        return order, labels, groups, same
+
     def onset_order(self) -> tuple[np.ndarray, np.ndarray]:
         """(order, onset): rows sorted by scenario then time, and whether each sorted row is a
         blockage onset (labelled blocked after a window of the same scenario labelled clear)."""
-        order = np.lexsort((self.newest_stamp_ns, self.groups))
-        labels, groups = self.labels[order], self.groups[order]
-        onset = np.zeros(len(labels), dtype=bool)
-        onset[1:] = (labels[1:] == 1) & (labels[:-1] == 0) & (groups[1:] == groups[:-1])
+        order, labels, _, same = self._in_time_order()
+        onset = same & (labels == 1) & (np.r_[1.0, labels[:-1]] == 0)
         return order, onset
 
     def near_transition(self, radius: int) -> np.ndarray:
         """(W,) bool: the window is within ``radius`` windows (same scenario) of a change of its
         label, in either direction. These are the windows a proactive handover depends on;
         the rest are steady (clear far from any blocker, or deep inside a blockage)."""
-        order = np.lexsort((self.newest_stamp_ns, self.groups))
-        labels, groups = self.labels[order], self.groups[order]
-        change = np.zeros(len(labels), dtype=bool)
-        change[1:] = (labels[1:] != labels[:-1]) & (groups[1:] == groups[:-1])
+        order, labels, groups, same = self._in_time_order()
+        change = same & (labels != np.r_[labels[:1], labels[:-1]])
         near = np.zeros(len(labels), dtype=bool)
         for i in np.flatnonzero(change):
             lo, hi = max(0, i - radius), min(len(labels), i + radius)
