@@ -49,6 +49,13 @@ def test_train_save_and_evaluate_from_the_command_line(testbed, tmp_path, capsys
     result = json.loads(result_path.read_text())
     assert result['accuracy'] == pytest.approx(meta['holdout']['accuracy'])
     assert 'accuracy:' in capsys.readouterr().out
+    # threshold 0 calls every window blocked, a threshold above 1 none
+    for threshold, expected in ((0.0, result['blocked_fraction']), (1.01, 1 - result['blocked_fraction'])):
+        assert main(['evaluate', '--model', str(model_path), '--data', str(testbed), '--bags',
+                     'scenario_01', '--threshold', str(threshold), '--out', str(result_path),
+                     '--no-progress']) == 0
+        swept = json.loads(result_path.read_text())
+        assert swept['threshold'] == threshold and swept['accuracy'] == pytest.approx(expected)
 
 
 def test_a_dropped_modality_is_marked_absent_and_does_not_crash(tmp_path):

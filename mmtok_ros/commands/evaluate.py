@@ -21,6 +21,8 @@ def add_arguments(p) -> None:
     p.add_argument('--device', default='auto')
     p.add_argument('--out', default=None,
                    help='JSON file to write (handover); output folder (beam, default results/beam)')
+    p.add_argument('--threshold', type=float, default=0.5,
+                   help='handover: p_blocked at or above which a window counts as predicted blocked')
     p.add_argument('--no-progress', action='store_true')
     add_beam_arguments(p)
 
@@ -46,7 +48,7 @@ def run(args) -> int:
     if wanted:
         data = data.subset(np.flatnonzero(np.isin(data.groups, [names.index(b) for b in wanted])))
     result = {'model': str(args.model), 'data': str(args.data), 'bags': wanted or names,
-              **evaluate(model, data)}
+              **evaluate(model, data, threshold=args.threshold)}
     print(f"accuracy: {result['accuracy']:.4f} on {result['n']} windows "
           f"(blocked precision {result.get('precision_blocked', float('nan')):.3f}, "
           f"recall {result.get('recall_blocked', float('nan')):.3f}; blockage onsets announced "

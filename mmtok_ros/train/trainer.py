@@ -170,15 +170,18 @@ def onset_scores(data: WindowDataset, pred: np.ndarray) -> dict:
             'onset_recall': hits / n if n else float('nan')}
 
 
-def evaluate(model: MultiModalTransformer, data: WindowDataset, *, batch_size: int = 16) -> dict:
-    """Accuracy (and blocked-class precision/recall, or top-k for beams) on ``data``."""
+def evaluate(model: MultiModalTransformer, data: WindowDataset, *, batch_size: int = 16,
+             threshold: float = 0.5) -> dict:
+    """Accuracy (and blocked-class precision/recall, or top-k for beams) on ``data``; a window
+    is predicted blocked when p_blocked >= ``threshold`` (the node's ``blocked_threshold``)."""
     logits = predict(model, data, batch_size=batch_size)
     labels = data.labels
     if logits.shape[1] == 1:
-        pred = (logits[:, 0] > 0).astype(np.float32)
+        p_blocked = 1.0 / (1.0 + np.exp(-logits[:, 0].astype(np.float64)))
+        pred = (p_blocked >= threshold).astype(np.float32)
         tp = float(((pred == 1) & (labels == 1)).sum())
         correct = int((pred == labels).sum())
-        return {'n': int(len(labels)), 'accuracy': correct / len(labels) if len(labels) else float('nan'),
+        return {'n': int(len(labels)), 'threshold': threshold, 'accuracy': correct / len(labels) if len(labels) else float('nan'),
                 'accuracy_ci95_wilson': wilson_interval(correct, len(labels)),
                 'precision_blocked': tp / max(1.0, float(pred.sum())),
                 'recall_blocked': tp / max(1.0, float(labels.sum())),
