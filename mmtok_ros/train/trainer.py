@@ -181,7 +181,8 @@ def evaluate(model: MultiModalTransformer, data: WindowDataset, *, batch_size: i
         pred = (p_blocked >= threshold).astype(np.float32)
         tp = float(((pred == 1) & (labels == 1)).sum())
         correct = int((pred == labels).sum())
-        return {'n': int(len(labels)), 'threshold': threshold, 'accuracy': correct / len(labels) if len(labels) else float('nan'),
+        return {'n': int(len(labels)), 'threshold': threshold,
+                'accuracy': correct / len(labels) if len(labels) else float('nan'),
                 'accuracy_ci95_wilson': wilson_interval(correct, len(labels)),
                 'precision_blocked': tp / max(1.0, float(pred.sum())),
                 'recall_blocked': tp / max(1.0, float(labels.sum())),
