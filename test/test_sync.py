@@ -107,6 +107,20 @@ def test_time_jump_back_clears_counts_and_warns_once(caplog):
     assert sum('time jumped back' in r.message for r in caplog.records) == 1
 
 
+def test_a_stalled_topic_arriving_late_is_not_a_time_jump():
+    sync = make()
+    # rssi stalls after 0 ms while cam and lidar go on for 2.1 s, then rssi's backlog
+    # arrives: more than the 1 s jump threshold older than the newest cam/lidar stamp, but
+    # newer than rssi's own last stamp
+    feed(sync, [(t, 0) for t in TOPICS])
+    feed(sync, [(t, k * 300 * MS) for k in range(1, 8) for t in ('cam', 'lidar')])
+    out = feed(sync, [('rssi', 300 * MS), ('rssi', 2100 * MS), ('cam', 2400 * MS),
+                      ('lidar', 2400 * MS), ('rssi', 2400 * MS)])
+    # no jump: the queued frames are kept and the late messages still complete their sets
+    assert sync.stats()['time_jump'] == 0
+    assert [stamps(f) for f in out] == [(300 * MS,) * 3, (2100 * MS,) * 3, (2400 * MS,) * 3]
+
+
 def test_queue_full_drops_oldest():
     sync = make(queue_size=3)
     feed(sync, [('cam', k * 100 * MS) for k in range(1, 6)])  # nobody else publishes

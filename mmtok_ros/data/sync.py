@@ -10,7 +10,7 @@ is more than two slops past it, so a late message can still complete it.
 
 Drops are counted by reason in ``counters`` (see ``COUNTER_NAMES``): 'too_old' (at or before
 the last emitted set), 'no_partner' (skipped: no partner within slop on some topic),
-'queue_full', 'duplicate' (same stamp twice on a topic), 'time_jump' (stamps went back by
+'queue_full', 'duplicate' (same stamp twice on a topic), 'time_jump' (a topic's stamps went back by
 more than ``jump_back_ns``: queues cleared); and sets by kind: 'emitted', 'partial'.
 
 The synchronizer only moves references around under its lock; ``add`` returns the completed
@@ -95,7 +95,11 @@ class ApproximateTimeSynchronizer:
         stamp_ns = int(stamp_ns)
         jumped_from = None
         with self._lock:
-            newest = self._newest_any_ns
+            # A jump is this topic's OWN stamps going back (a looped bag, a restarted clock).
+            # One stalled topic whose backlog arrives late is older than the other topics'
+            # newest but newer than its own: that is lateness ('too_old'), not a jump, and
+            # must not throw away every other topic's windows.
+            newest = self._newest[topic]
             if newest is not None and stamp_ns < newest - self.jump_back_ns:
                 jumped_from = newest
                 self.counters['time_jump'] += 1

@@ -79,7 +79,7 @@ RSU_NODE_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec('sync_queue_size', 10, 'messages queued per input in the synchronizer', 1, 1000,
               read_only=True),
     ParamSpec('sync_time_jump_ms', 1000.0, 'a stamp this much older than the newest one seen '
-              'is a time jump back (looped bag, restarted clock): queues and windows are '
+              'on its topic is a time jump back (looped bag, restarted clock): queues and windows are '
               'cleared; smaller steps back are out-of-order messages', 1.0, 3600000.0,
               read_only=True),
     ParamSpec('window_frames', 5, 'frames per window (tau); must match the model', 1, 64,
