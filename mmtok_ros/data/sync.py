@@ -10,8 +10,8 @@ is more than two slops past it, so a late message can still complete it.
 
 Drops are counted by reason in ``counters`` (see ``COUNTER_NAMES``): 'too_old' (at or before
 the last emitted set), 'no_partner' (skipped: no partner within slop on some topic),
-'queue_full', 'duplicate' (same stamp twice on a topic), 'time_jump' (a topic's stamps went back by
-more than ``jump_back_ns``: queues cleared); and sets by kind: 'emitted', 'partial'.
+'queue_full', 'duplicate' (same stamp twice on a topic), 'time_jump' (a topic's stamps went
+back by more than ``jump_back_ns``: queues cleared); and sets by kind: 'emitted', 'partial'.
 
 The synchronizer only moves references around under its lock; ``add`` returns the completed
 sets and the caller does the slow work (resizing, BEV, inference) outside.

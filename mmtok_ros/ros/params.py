@@ -79,9 +79,9 @@ RSU_NODE_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec('sync_queue_size', 10, 'messages queued per input in the synchronizer', 1, 1000,
               read_only=True),
     ParamSpec('sync_time_jump_ms', 1000.0, 'a stamp this much older than the newest one seen '
-              'on its topic is a time jump back (looped bag, restarted clock): queues and windows are '
-              'cleared; smaller steps back are out-of-order messages', 1.0, 3600000.0,
-              read_only=True),
+              'on its topic is a time jump back (looped bag, restarted clock): queues and '
+              'windows are cleared; smaller steps back are out-of-order messages', 1.0,
+              3600000.0, read_only=True),
     ParamSpec('window_frames', 5, 'frames per window (tau); must match the model', 1, 64,
               read_only=True),
     ParamSpec('frame_period_ms', 300.0, 'sensor frame period', 1.0, 10000.0, read_only=True),
@@ -93,16 +93,16 @@ RSU_NODE_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec('rsu_id', 'rsu1', 'this RSU (the home RSU whose link is predicted)',
               read_only=True),
     ParamSpec('target_rsu', 'rsu2', 'RSU to hand over to', read_only=True),
-    ParamSpec('hysteresis.p_on', _HYSTERESIS.p_on, 'p_blocked at or above which a window counts toward '
-              'handing over', 0.0, 1.0, read_only=True),
-    ParamSpec('hysteresis.p_off', _HYSTERESIS.p_off, 'p_blocked below which a window counts toward handing '
-              'back', 0.0, 1.0, read_only=True),
-    ParamSpec('hysteresis.on_windows', _HYSTERESIS.on_windows, 'consecutive windows needed to hand over', 1, 100,
-              read_only=True),
-    ParamSpec('hysteresis.off_windows', _HYSTERESIS.off_windows, 'consecutive windows needed to hand back', 1, 1000,
-              read_only=True),
-    ParamSpec('hysteresis.min_dwell_ms', _HYSTERESIS.min_dwell_ns / 1e6, 'earliest hand-back after a handover',
-              0.0, 600000.0, read_only=True),
+    ParamSpec('hysteresis.p_on', _HYSTERESIS.p_on, 'p_blocked at or above which a window '
+              'counts toward handing over', 0.0, 1.0, read_only=True),
+    ParamSpec('hysteresis.p_off', _HYSTERESIS.p_off, 'p_blocked below which a window counts '
+              'toward handing back', 0.0, 1.0, read_only=True),
+    ParamSpec('hysteresis.on_windows', _HYSTERESIS.on_windows, 'consecutive windows needed to '
+              'hand over', 1, 100, read_only=True),
+    ParamSpec('hysteresis.off_windows', _HYSTERESIS.off_windows, 'consecutive windows needed '
+              'to hand back', 1, 1000, read_only=True),
+    ParamSpec('hysteresis.min_dwell_ms', _HYSTERESIS.min_dwell_ns / 1e6, 'earliest hand-back '
+              'after a handover', 0.0, 600000.0, read_only=True),
     # deadline
     ParamSpec('deadline_ms', 300.0, 'latency budget from the newest frame\'s arrival to the '
               'status publish', 1.0, 10000.0),

@@ -394,6 +394,7 @@ def proactive_check(scenario: str, metrics: dict[str, dict], proactive: str = 'p
 __all__ = ['FRAME_PERIOD_NS', 'POLICIES', 'PolicyResult', 'Switch', 'Timeline',
            'blocked_intervals', 'effective_switches', 'emulate', 'evaluate_policy',
            'lead_times_ms', 'load_truth', 'markdown_table', 'measured_on_timeline',
-           'oracle_switches', 'plot', 'policy_rows', 'proactive_check', 'proactive_switches', 'reactive_switches', 'serve', 'summary',
-           'switches_from_predictions', 'timeline_from_samples', 'timeline_from_truth',
-           'timeline_measured_from_truth', 'write_csv', 'write_outputs']
+           'oracle_switches', 'plot', 'policy_rows', 'proactive_check', 'proactive_switches',
+           'reactive_switches', 'serve', 'summary', 'switches_from_predictions',
+           'timeline_from_samples', 'timeline_from_truth', 'timeline_measured_from_truth',
+           'write_csv', 'write_outputs']

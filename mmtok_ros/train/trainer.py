@@ -177,7 +177,7 @@ def evaluate(model: MultiModalTransformer, data: WindowDataset, *, batch_size: i
     logits = predict(model, data, batch_size=batch_size)
     labels = data.labels
     if logits.shape[1] == 1:
-        p_blocked = 1.0 / (1.0 + np.exp(-logits[:, 0].astype(np.float64)))
+        p_blocked = torch.sigmoid(torch.from_numpy(logits[:, 0])).numpy()  # as node, emulate
         pred = (p_blocked >= threshold).astype(np.float32)
         tp = float(((pred == 1) & (labels == 1)).sum())
         correct = int((pred == labels).sum())
