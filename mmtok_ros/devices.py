@@ -1,32 +1,52 @@
-"""Device choice and synchronization, shared by the node, the benchmarks and the predictor."""
+"""Device choice and synchronization: the one resolver the node, training, the benchmarks and
+the commands share."""
 from __future__ import annotations
+
+import platform
 
 import torch
 
 
-def choose_device(requested: str | None) -> tuple[str, str | None]:
-    """(device to use, warning or None). ``auto``/None: CUDA when available, else CPU;
-    an unusable CUDA request falls back to CPU and the warning says why."""
-    requested = (requested or 'auto').strip().lower()
-    if requested == 'auto':
-        return ('cuda' if torch.cuda.is_available() else 'cpu'), None
-    if requested == 'cpu':
-        return 'cpu', None
-    if not requested.startswith('cuda'):
-        return 'cpu', f"device '{requested}' is not cpu, cuda or cuda:N; using cpu"
-    if not torch.cuda.is_available():
+def resolve_device(requested: str | None = 'auto', *,
+                   strict: bool = True) -> tuple[torch.device, str | None]:
+    """(device to use, warning or None). ``auto``/None: CUDA when available, else CPU.
+
+    An unusable request (no CUDA, a missing ``cuda:N``, a name that is not a device) raises
+    ``ValueError`` when ``strict`` (benchmarks, training and commands never run silently on
+    another device); otherwise it falls back to CPU and the warning says why (the node logs it
+    and keeps running).
+    """
+    name = (requested or 'auto').strip().lower()
+    problem = None
+    if name == 'auto':
+        name = 'cuda' if torch.cuda.is_available() else 'cpu'
+    elif name != 'cpu' and not name.startswith('cuda'):
+        problem = f"device '{name}' is not cpu, cuda or cuda:N"
+    elif name != 'cpu' and not torch.cuda.is_available():
         reason = ('this torch build has no CUDA support' if torch.version.cuda is None
                   else 'no CUDA device is visible (driver missing or CUDA_VISIBLE_DEVICES '
                        'empty)')
-        return 'cpu', f"device '{requested}' requested but {reason}; falling back to cpu"
-    index = requested.partition(':')[2]
-    if index and (not index.isdigit() or int(index) >= torch.cuda.device_count()):
-        return 'cpu', (f"device '{requested}' does not exist ({torch.cuda.device_count()} "
-                       'CUDA device(s)); falling back to cpu')
-    return requested, None
+        problem = f"device '{name}' requested but {reason}"
+    elif name != 'cpu':
+        index = name.partition(':')[2]
+        if index and (not index.isdigit() or int(index) >= torch.cuda.device_count()):
+            problem = (f"device '{name}' does not exist ({torch.cuda.device_count()} CUDA "
+                       'device(s))')
+    if problem is None:
+        return torch.device(name), None
+    if strict:
+        raise ValueError(problem)
+    return torch.device('cpu'), f'{problem}; falling back to cpu'
 
 
 def synchronize(device: torch.device) -> None:
     """Wait for queued CUDA work before reading a clock (no-op on CPU)."""
     if device.type == 'cuda':
         torch.cuda.synchronize(device)
+
+
+def device_name(device: torch.device) -> str:
+    """The GPU's name, or the CPU and the torch thread count (timings depend on both)."""
+    if device.type == 'cuda':
+        return torch.cuda.get_device_name(device)
+    return f'{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads'

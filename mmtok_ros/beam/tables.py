@@ -9,27 +9,26 @@
 Every model is trained once (one seed) with the same ``TrainConfig`` on the same windows and
 scored on the same held-out windows; trained models are cached in ``out_dir/models`` so that a
 rerun only trains what is missing. Latency: every trained model, batch 1, timed round-robin
-(``bench.latency.time_once``) on one held-out window; memory: fresh-process peak
-(``bench.memory_probe``); FLOPs: ``model.flops.count_flops`` with the learned keep ratios.
+(``timing.time_round_robin``) on one held-out window; memory: fresh-process peak
+(``timing.cpu_peak_mb``); FLOPs: ``model.flops.count_flops`` with the learned keep ratios.
 """
 from __future__ import annotations
 
 import hashlib
 import json
-import statistics
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
-from ..bench.latency import Candidate, device_name, format_mb, p90, time_once
-from ..bench.memory_probe import cpu_peak_mb
+from ..devices import device_name
 from ..model import ModelConfig, MultiModalTransformer, preset
 from ..model.checkpoint import load_model, save_model
 from ..model.flops import count_flops, dummy_window
+from ..resources import format_mb
+from ..timing import Candidate, cpu_peak_mb, time_once, time_round_robin
 from ..train.dataset import WindowDataset
 from ..train.report import plot_accuracy_latency, plot_keep_ratios
 from ..train.trainer import TrainConfig, predict, train_model
@@ -145,16 +144,9 @@ def time_models(models: dict[str, MultiModalTransformer], window: dict, *, reps:
     for c in cands.values():
         for _ in range(warmup):
             time_once(c, window, device, 'fp32')
-        c.total_ms.clear()
-        for v in c.stage_ms.values():
-            v.clear()
-    for _ in tqdm(range(reps), desc='timing rounds', disable=not progress):
-        for c in cands.values():
-            time_once(c, window, device, 'fp32')
-    return {k: {'latency_ms_median': statistics.median(c.total_ms),
-                'latency_ms_p90': p90(c.total_ms),
-                'stages_ms_median': {s: statistics.median(v) for s, v in c.stage_ms.items()}}
-            for k, c in cands.items()}
+        c.clear()
+    time_round_robin(list(cands.values()), window, device, reps=reps, progress=progress)
+    return {k: c.summary() for k, c in cands.items()}
 
 
 def scale_latency(preset_name: str, gammas: tuple[float, ...], *, reps: int,

@@ -56,13 +56,14 @@ def run_e2e(args) -> int:
 def run(args) -> int:
     if args.e2e:
         return run_e2e(args)
-    from ..bench.latency import format_table, run_benchmark, write_json
+    from ..bench.latency import format_table, write_json
+    from ..timing import benchmark_methods
     methods = _csv(args.methods)
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise ValueError(f'unknown methods {unknown}; choose from {list(METHODS)}')
     gammas = [float(g) for g in _csv(args.gammas)]
-    rows = run_benchmark(args.preset, device=args.device, methods=methods, gammas=gammas,
+    rows = benchmark_methods(args.preset, device=args.device, methods=methods, gammas=gammas,
                          reps=args.reps, warmup=args.warmup, precision=args.precision,
                          prune=args.prune, progress=not args.no_progress)
     print(f"\n{args.preset} on {rows[0]['device_name']} ({args.precision}, batch 1, "

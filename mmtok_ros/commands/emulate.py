@@ -40,7 +40,7 @@ def measured_latency_ms(model, data, device, n: int = 10) -> float:
     after one warm-up."""
     import numpy as np
 
-    from ..bench.latency import Candidate, time_once
+    from ..timing import Candidate, time_once
     timed = Candidate(model.cfg.method, model.cfg.target_keep_ratio, model)
     for i in range(min(n, len(data)) + 1):
         time_once(timed, data.batch(np.array([i % len(data)]), device)[0], device, 'fp32')
@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from ..bench.latency import resolve_device
+    from ..devices import resolve_device
     from ..model.checkpoint import load_model
     from ..runtime import emulation as emu
     from ..runtime.handover import HysteresisConfig
@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
 
     hysteresis = HysteresisConfig(args.p_on, args.p_off, args.on_windows, args.off_windows,
                                   int(args.min_dwell_ms * 1e6))
-    device = resolve_device(args.device)
+    device, _ = resolve_device(args.device)
     model, _ = load_model(args.model, device=device)
     if model.cfg.n_classes != 1:
         raise ValueError(f'{args.model} predicts {model.cfg.n_classes} classes; emulate needs a '

@@ -35,11 +35,11 @@ def run(args) -> int:
         raise ValueError('--task handover needs --model and --data')
     import numpy as np
 
-    from ..bench.latency import resolve_device
+    from ..devices import resolve_device
     from ..model.checkpoint import load_model
     from ..train.build import dataset_from_bags
     from ..train.trainer import evaluate
-    model, meta = load_model(args.model, device=resolve_device(args.device))
+    model, meta = load_model(args.model, device=resolve_device(args.device)[0])
     data, names = dataset_from_bags(args.data, model.cfg, progress=not args.no_progress)
     wanted = [b for b in args.bags.split(',') if b]
     unknown = sorted(set(wanted) - set(names))

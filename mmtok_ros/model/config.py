@@ -9,6 +9,8 @@ from dataclasses import asdict, dataclass, fields, replace
 
 MODALITIES = ('image', 'lidar', 'radar', 'gps', 'rssi')
 METHODS = ('routed', 'mha', 'tome', 'mod', 'ablation1', 'ablation2', 'ablation3')
+# methods with a target keep ratio gamma' (the routed model and its three ablations)
+ROUTED_METHODS = ('routed', 'ablation1', 'ablation2', 'ablation3')
 
 
 @dataclass(frozen=True)
@@ -143,4 +145,4 @@ def preset(name: str, **overrides) -> ModelConfig:
     return replace(base, **overrides) if overrides else base
 
 
-__all__ = ['MODALITIES', 'METHODS', 'ModelConfig', 'PRESETS', 'preset']
+__all__ = ['MODALITIES', 'METHODS', 'ROUTED_METHODS', 'ModelConfig', 'PRESETS', 'preset']

@@ -6,11 +6,12 @@ import sys
 from ..ros_env import DdsNotLocalError, require_local_dds
 
 
-def init_rclpy(args: list[str] | None = None, *, context=None):
+def init_rclpy(args: list[str] | None = None, *, context=None, rclpy_sigint: bool = True):
     """``rclpy.init`` after checking that DDS stays on this machine; returns ``rclpy``.
 
     ``context``: initialize this ``rclpy.context.Context`` instead of the default one (tests
-    run nodes in-process, each on a context of its own).
+    run nodes in-process, each on a context of its own). ``rclpy_sigint=False``: rclpy
+    handles SIGTERM only; SIGINT stays Python's KeyboardInterrupt (see ``run_node``).
 
     Exits with status 2 and one clear line when the check fails (see ``ros_env``).
     """
@@ -20,39 +21,82 @@ def init_rclpy(args: list[str] | None = None, *, context=None):
         print(f'mmtok_ros: {err}', file=sys.stderr)
         raise SystemExit(2) from None
     import rclpy
-    rclpy.init(args=args, context=context)
+    from rclpy.signals import SignalHandlerOptions
+    rclpy.init(args=args, context=context,
+               signal_handler_options=(SignalHandlerOptions.ALL if rclpy_sigint
+                                       else SignalHandlerOptions.SIGTERM))
     return rclpy
 
 
-def spin_until_shutdown(node) -> None:
-    """Spin ``node``; Ctrl-C and launch shutdown are quiet; always clean up (ros2/demos style)."""
+def ignore_sigint() -> None:
+    """From here on SIGINT is ignored: the process is shutting down.
+
+    ``ros2 launch`` sends its own SIGINT after the terminal's Ctrl-C; it lands while the node
+    is being destroyed, and a KeyboardInterrupt there would be a traceback and a non-zero
+    exit ("process has died"). rclpy's handler (which would shut the context down under our
+    feet) is removed first; the process ends after the teardown, so nothing is restored.
+    """
+    import signal
+
     import rclpy
-    from rclpy.executors import ExternalShutdownException
+    rclpy.uninstall_signal_handlers()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _teardown(rclpy, node=None, executor=None) -> None:
+    """Destroy ``node`` and shut rclpy down with SIGINT ignored; a late interrupt is quiet."""
     try:
-        rclpy.spin(node)
+        ignore_sigint()
+        if executor is not None:
+            executor.shutdown(timeout_sec=1.0)
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    except KeyboardInterrupt:   # arrived before SIGINT was ignored: shut down anyway
+        rclpy.try_shutdown()
+
+
+def spin_until_shutdown(node, *, poll_s: float = 0.1) -> None:
+    """Spin ``node`` until Ctrl-C or shutdown; quiet; always clean up (ros2/demos style).
+
+    Spins in ``poll_s`` steps so that Python sees Ctrl-C as KeyboardInterrupt while the
+    context is still valid: the node is destroyed (its last log lines, the emulator's
+    results) before rclpy shuts down, and nothing logs to a dead /rosout.
+    """
+    import rclpy
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+    executor = SingleThreadedExecutor(context=node.context)
+    try:
+        executor.add_node(node)
+        while node.context.ok():
+            executor.spin_once(timeout_sec=poll_s)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+        _teardown(rclpy, node, executor)
 
 
 def run_node(node_factory, args: list[str] | None = None, *, logger_name: str) -> int:
     """``main()`` of our nodes: init, build, spin, quiet shutdown; returns the exit status.
 
-    A ``StartupError`` raised while building the node is one FATAL log line and exit 1, no
-    traceback (a missing model file is a configuration error, not a crash).
+    A ``StartupError`` raised while building the node (and a parameter rclpy rejects) is one
+    FATAL log line and exit 1, no traceback (a missing model file or ``window_frames:=0`` is
+    a configuration error, not a crash). Ctrl-C, twice as under ``ros2 launch``, or a
+    shutdown from outside exits quietly with status 0.
     """
-    rclpy = init_rclpy(args)
+    rclpy = init_rclpy(args, rclpy_sigint=False)
+    from rclpy.exceptions import ParameterException
     from rclpy.executors import ExternalShutdownException
     try:
         node = node_factory()
-    except StartupError as err:
-        rclpy.logging.get_logger(logger_name).fatal(str(err))
-        rclpy.try_shutdown()
+    except (StartupError, ParameterException) as err:
+        try:
+            rclpy.logging.get_logger(logger_name).fatal(str(err))
+        finally:
+            _teardown(rclpy)
         return 1
     except (KeyboardInterrupt, ExternalShutdownException):
-        rclpy.try_shutdown()
+        _teardown(rclpy)
         return 0
     spin_until_shutdown(node)
     return 0
@@ -103,32 +147,6 @@ class LatestSlot:
         with self._cond:
             self._closed = True
             self._cond.notify_all()
-
-
-class RollingPercentiles:
-    """Percentiles over the last ``size`` samples (latency p50/p99 for /diagnostics)."""
-
-    def __init__(self, size: int = 500) -> None:
-        from collections import deque
-        self._values = deque(maxlen=size)
-        self.count = 0
-
-    def add(self, value: float) -> None:
-        self._values.append(float(value))
-        self.count += 1
-
-    def percentile(self, q: float) -> float | None:
-        if not self._values:
-            return None
-        ordered = sorted(self._values)
-        k = min(len(ordered) - 1, max(0, int(round(q / 100.0 * (len(ordered) - 1)))))
-        return ordered[k]
-
-
-def resolve_device(requested: str) -> tuple[str, str | None]:
-    """(device to use, warning or None): cuda falls back to cpu with the reason."""
-    from ..devices import choose_device  # imports torch: only when a node needs a device
-    return choose_device(requested or 'cpu')
 
 
 # ---------------------------------------------------------------------- QoS, one place

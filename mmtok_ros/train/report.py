@@ -6,8 +6,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..bench.latency import ROUTED_METHODS, format_mb, run_benchmark
 from ..model import preset
+from ..model.config import ROUTED_METHODS
+from ..resources import format_mb
+from ..timing import benchmark_methods
 from .crossval import cross_validate
 from .dataset import WindowDataset
 from .trainer import TrainConfig
@@ -91,8 +93,8 @@ def run_report(data: WindowDataset, *, preset_name: str, methods: list[str], gam
                              'onsets_predicted': sum(r['onsets_predicted'] for r in cv['runs'])}
                             if all('onsets' in r for r in cv['runs']) else {}),
                          'crossval': cv})
-    bench = run_benchmark(preset_name, methods=sorted({r['method'] for r in rows}), gammas=gammas,
-                          reps=bench_reps, device=tc.device, progress=progress)
+    bench = benchmark_methods(preset_name, methods=sorted({r['method'] for r in rows}),
+                              gammas=gammas, reps=bench_reps, device=tc.device, progress=progress)
     by_key = {(b['method'], b['gamma']): b for b in bench}
     for r in rows:
         b = by_key.get((r['method'], r['gamma'])) or by_key.get((r['method'], None))

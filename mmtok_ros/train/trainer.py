@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from ..devices import resolve_device
 from ..model import ModelConfig, MultiModalTransformer
 from .dataset import WindowDataset
 
@@ -23,6 +24,11 @@ class TrainConfig:
     batch_size: int = 16
     lr: float = 1e-4
     weight_decay: float = 0.01
+    # r_l's own learning rate (beyond the paper, which trains r_l with everything else at
+    # 1e-4): Adam moves a parameter by about its learning rate per step, so at 1e-4 a keep
+    # ratio cannot leave its initial value in the few hundred steps a CPU run has. 2e-3 lets
+    # r_l travel ~0.1 in about 100 steps of consistent gradient; it has no weight decay.
+    keep_ratio_lr: float = 2e-3
     seed: int = 0
     device: str | None = None          # None: CUDA when available, else CPU
     balance_classes: bool = True       # binary task: weight the rarer 'blocked' class up
@@ -45,11 +51,8 @@ class TrainConfig:
             raise ValueError(f'steady_fraction must be in (0, 1], got {self.steady_fraction}')
         if not 0.0 <= self.modality_dropout < 1.0:
             raise ValueError(f'modality_dropout must be in [0, 1), got {self.modality_dropout}')
-
-    def resolved_device(self) -> torch.device:
-        if self.device in (None, 'auto'):
-            return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
-        return torch.device(self.device)
+        if self.keep_ratio_lr <= 0:
+            raise ValueError(f'keep_ratio_lr must be positive, got {self.keep_ratio_lr}')
 
 
 def task_loss(logits: torch.Tensor, labels: torch.Tensor, pos_weight: torch.Tensor | None):
@@ -57,6 +60,19 @@ def task_loss(logits: torch.Tensor, labels: torch.Tensor, pos_weight: torch.Tens
     if logits.shape[1] == 1:
         return F.binary_cross_entropy_with_logits(logits[:, 0], labels.float(), pos_weight=pos_weight)
     return F.cross_entropy(logits, labels.long())
+
+
+def parameter_groups(model: MultiModalTransformer, tc: TrainConfig) -> list[dict]:
+    """Optimiser groups: the trainable keep ratios r_l (Eq. 18) in their own group with their
+    own learning rate and no weight decay; everything else at ``lr`` with ``weight_decay``."""
+    ratios = [layer.keep_ratio for layer in model.routed_layers() if layer.keep_ratio.requires_grad]
+    ratio_ids = {id(p) for p in ratios}
+    rest = [p for p in model.parameters() if p.requires_grad and id(p) not in ratio_ids]
+    groups = [{'params': rest, 'lr': tc.lr, 'weight_decay': tc.weight_decay, 'name': 'weights'}]
+    if ratios:
+        groups.append({'params': ratios, 'lr': tc.keep_ratio_lr, 'weight_decay': 0.0,
+                       'name': 'keep_ratios'})
+    return groups
 
 
 def epoch_rows(data: WindowDataset, tc: TrainConfig, rng: np.random.Generator,
@@ -86,12 +102,13 @@ def train_model(cfg: ModelConfig, data: WindowDataset, tc: TrainConfig = TrainCo
     torch.manual_seed(tc.seed)
     rng = np.random.default_rng(tc.seed)
     dropout_gen = torch.Generator().manual_seed(tc.seed)
-    device = tc.resolved_device()
+    device, _ = resolve_device(tc.device)
     if init is not None and init.cfg != cfg:
         raise ValueError(f'init model config differs from the training config: {init.cfg} vs {cfg}')
     model = (init if init is not None else MultiModalTransformer(cfg)).to(device).train()
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=tc.lr, weight_decay=tc.weight_decay)
+    groups = parameter_groups(model, tc)
+    params = [p for g in groups for p in g['params']]
+    opt = torch.optim.Adam(groups, lr=tc.lr)
     near = data.near_transition(tc.transition_radius) if tc.steady_fraction < 1.0 else None
     pos_weight = None
     if cfg.n_classes == 1 and tc.balance_classes:
@@ -100,7 +117,9 @@ def train_model(cfg: ModelConfig, data: WindowDataset, tc: TrainConfig = TrainCo
         positives, total = float(weight @ data.labels), float(weight.sum())
         if 0 < positives < total:
             pos_weight = torch.tensor((total - positives) / positives, device=device)
-    history = {'epoch_loss': [], 'keep_ratios': [], 'seconds': 0.0}
+    history = {'epoch_loss': [], 'keep_ratios': [], 'keep_ratio_grad': [], 'seconds': 0.0}
+    ratio_params = [layer.keep_ratio for layer in model.routed_layers()
+                    if layer.keep_ratio.requires_grad]
     per_epoch = len(epoch_rows(data, tc, np.random.default_rng(0), near))
     steps = math.ceil(per_epoch / tc.batch_size)
     total_steps, warmup = tc.epochs * steps, max(1, int(tc.warmup_fraction * tc.epochs * steps))
@@ -112,6 +131,7 @@ def train_model(cfg: ModelConfig, data: WindowDataset, tc: TrainConfig = TrainCo
     for _ in range(tc.epochs):
         order = epoch_rows(data, tc, rng, near)
         total = 0.0
+        ratio_grad = torch.zeros(len(ratio_params))
         for i in range(steps):
             rows = order[i * tc.batch_size:(i + 1) * tc.batch_size]
             batch, labels = data.batch(rows, device)
@@ -120,6 +140,8 @@ def train_model(cfg: ModelConfig, data: WindowDataset, tc: TrainConfig = TrainCo
             loss = task_loss(model(batch), labels, pos_weight) + model.keep_ratio_penalty()
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            for j, p in enumerate(ratio_params):  # dL/dr_l through Eq. 18 and 19, unclipped
+                ratio_grad[j] += 0.0 if p.grad is None else float(p.grad)
             if tc.grad_clip:
                 torch.nn.utils.clip_grad_norm_(params, tc.grad_clip)
             opt.step()
@@ -128,6 +150,7 @@ def train_model(cfg: ModelConfig, data: WindowDataset, tc: TrainConfig = TrainCo
             bar.update(1)
         history['epoch_loss'].append(total / len(order))
         history['keep_ratios'].append(model.keep_ratios().detach().cpu().tolist())
+        history['keep_ratio_grad'].append((ratio_grad / steps).tolist())   # mean per step
         bar.set_postfix(loss=f"{history['epoch_loss'][-1]:.3f}")
     bar.close()
     history['seconds'] = time.perf_counter() - start
