@@ -195,3 +195,68 @@ def test_training_goes_on_from_a_model_file_and_records_its_history(testbed, tmp
     capsys.readouterr()
     assert main(['train', *common, '--init', str(broken), '--out', str(tmp_path / 'x.pt')]) == 2
     assert 'broken.pt' in capsys.readouterr().err
+
+
+# --- keep ratios that learn (issue 16, item 1) ------------------------------------------------
+def _sum_task(n_windows=192, seed=0):
+    """RSSI-only windows whose label is the sign of the sum over all five frames: each frame
+    is one token, so a layer that keeps more tokens lets the CLS token see more of the sum."""
+    rng = np.random.default_rng(seed)
+    frames = rng.normal(0, 1, (n_windows * 5, 2)).astype(np.float32)
+    window_frames = np.arange(n_windows * 5).reshape(n_windows, 5)
+    labels = (frames[window_frames, 0].sum(1) > 0).astype(np.float32)
+    return WindowDataset(('rssi',), {'rssi': frames}, np.ones((n_windows * 5, 1), bool),
+                         window_frames, labels, np.zeros(n_windows, np.int64),
+                         np.arange(n_windows, dtype=np.int64))
+
+
+def _tiny_routed(**changes):
+    """N = 5 frames x 1 RSSI token + CLS = 6 tokens, two routed layers."""
+    return preset('rsu-mini', modalities=('rssi',), d_model=16, n_heads=2, router_hidden=16,
+                  mlp_ratio=2, n_layers=2, **changes)
+
+
+def _train_tiny(cfg, **tc):
+    from mmtok_ros.train.trainer import TrainConfig, train_model
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)                     # tiny ops: one thread is fastest
+    try:
+        return train_model(cfg, _sum_task(), TrainConfig(epochs=20, batch_size=16, device='cpu',
+                                                         **tc), progress=False)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_keep_ratios_reach_the_target_under_a_large_penalty():
+    # Eq. 19 with lambda = 100 pulls r_avg from 0.5 to gamma' = 0.3 within 240 steps because
+    # r_l has its own learning rate (default keep_ratio_lr); at the weights' lr it cannot.
+    cfg = _tiny_routed(target_keep_ratio=0.3, keep_ratio_init=0.5, keep_ratio_penalty=100.0)
+    _, history = _train_tiny(cfg, lr=1e-4)
+    assert abs(np.mean(history['keep_ratios'][-1]) - 0.3) <= 0.03, history['keep_ratios'][-1]
+    _, control = _train_tiny(cfg, lr=1e-4, keep_ratio_lr=1e-4)   # one lr for everything
+    assert np.mean(control['keep_ratios'][-1]) > 0.45
+
+
+def test_keep_ratios_rise_without_penalty_when_more_tokens_help():
+    # lambda = 0: only the task gradient through Eq. 18's two passes moves r_l, and keeping
+    # more frames of the sum lowers the loss, so r_avg rises from its initial 0.3
+    cfg = _tiny_routed(target_keep_ratio=0.3, keep_ratio_init=0.3, keep_ratio_penalty=0.0)
+    model, history = _train_tiny(cfg, lr=5e-4)
+    assert np.mean(history['keep_ratios'][-1]) >= 0.35, history['keep_ratios']
+    assert len(history['keep_ratio_grad']) == 20 and np.mean(history['keep_ratio_grad']) < 0
+    _, control = _train_tiny(cfg, lr=5e-4, keep_ratio_lr=5e-4)
+    assert np.mean(control['keep_ratios'][-1]) < 0.35
+
+
+def test_keep_ratios_are_their_own_optimiser_group_without_weight_decay():
+    from mmtok_ros.model import MultiModalTransformer
+    from mmtok_ros.train.trainer import TrainConfig, parameter_groups
+    model = MultiModalTransformer(_tiny_routed())
+    groups = {g['name']: g for g in parameter_groups(model, TrainConfig(keep_ratio_lr=3e-3))}
+    ratios = groups['keep_ratios']
+    assert ratios['lr'] == 3e-3 and ratios['weight_decay'] == 0.0
+    assert {id(p) for p in ratios['params']} == {id(l.keep_ratio) for l in model.routed_layers()}
+    everything = [p for g in groups.values() for p in g['params']]
+    assert len(everything) == len({id(p) for p in everything}) == len(list(model.parameters()))
+    with pytest.raises(ValueError, match='keep_ratio_lr'):
+        TrainConfig(keep_ratio_lr=0.0)

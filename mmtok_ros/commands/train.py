@@ -16,6 +16,9 @@ def add_train_options(p) -> None:
     p.add_argument('--batch-size', type=int, default=16)
     p.add_argument('--lr', type=float, default=1e-4)
     p.add_argument('--weight-decay', type=float, default=0.01)
+    p.add_argument('--keep-ratio-lr', type=float, default=2e-3,
+                   help="learning rate of the keep ratios r_l (their own group, no weight decay; "
+                        "beyond the paper, which uses --lr for them too)")
     p.add_argument('--steady-fraction', type=float, default=1.0,
                    help='per epoch, keep every window near a blockage onset/end and only this '
                         'fraction of the steady ones (1: all windows, the paper protocol)')
@@ -28,7 +31,8 @@ def add_train_options(p) -> None:
 def train_config(args, seed: int = 0):
     from ..train.trainer import TrainConfig
     return TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                       weight_decay=args.weight_decay, seed=seed, device=args.device,
+                       weight_decay=args.weight_decay, keep_ratio_lr=args.keep_ratio_lr,
+                       seed=seed, device=args.device,
                        steady_fraction=args.steady_fraction,
                        modality_dropout=args.modality_dropout)
 
