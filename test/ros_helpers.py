@@ -211,3 +211,58 @@ class Harness:
         self.peer.destroy_node()
         self.context.try_shutdown()
         self._thread.join(timeout=2.0)
+
+
+class NodeProcess:
+    """One of our executables as a real process, its output read line by line.
+
+    ``python -m mmtok_ros.ros.<name> --ros-args -p k:=v ...`` with this test session's DDS
+    environment; ``wait_for`` polls the output for a text, ``interrupt`` sends SIGINTs like a
+    terminal and ``ros2 launch`` do, ``finish`` returns (exit status, whole output).
+    """
+
+    def __init__(self, name: str, *params: str, ros_args: tuple[str, ...] = (),
+                 env: dict[str, str] | None = None) -> None:
+        import os
+        import subprocess
+        import sys
+        args = [sys.executable, '-m', f'mmtok_ros.ros.{name}', '--ros-args', *ros_args]
+        for p in params:
+            args += ['-p', p]
+        full_env = dict(os.environ, PYTHONUNBUFFERED='1', RCUTILS_LOGGING_BUFFERED_STREAM='0')
+        full_env.update(env or {})
+        self.proc = subprocess.Popen(args, env=full_env, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True)
+        self._lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self._lines.append(line)
+
+    @property
+    def output(self) -> str:
+        return ''.join(self._lines)
+
+    def wait_for(self, text: str, timeout_s: float = 60.0) -> bool:
+        return wait_until(lambda: text in self.output or self.proc.poll() is not None
+                          and not self._reader.is_alive(), timeout_s) and text in self.output
+
+    def interrupt(self, *gaps_s: float) -> None:
+        """SIGINT now, then one more after each gap (seconds)."""
+        import signal
+        self.proc.send_signal(signal.SIGINT)
+        for gap in gaps_s:
+            time.sleep(gap)
+            if self.proc.poll() is None:
+                self.proc.send_signal(signal.SIGINT)
+
+    def finish(self, timeout_s: float = 30.0) -> tuple[int, str]:
+        try:
+            self.proc.wait(timeout=timeout_s)
+        except Exception:
+            self.proc.kill()
+            self.proc.wait()
+        self._reader.join(timeout=5.0)
+        return self.proc.returncode, self.output
