@@ -1,6 +1,7 @@
 """Keep DDS discovery on this machine.
 
-Every process of ours that starts rclpy calls :func:`require_local_dds` first. Without
+Every process of ours that starts rclpy calls :func:`require_local_dds` first; tools that
+start node processes give them :func:`local_dds_env`. Without
 ``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST`` Fast DDS multicasts discovery out of the
 machine's network interface. On a real RSU that may be wanted (several machines in one ROS
 graph), so the check is strict only where we ask for it: under CI, in tests, or when
@@ -9,6 +10,7 @@ graph), so the check is strict only where we ask for it: under CI, in tests, or 
 from __future__ import annotations
 
 import os
+import random
 
 
 class DdsNotLocalError(RuntimeError):
@@ -35,3 +37,13 @@ def require_local_dds(env: dict[str, str] | None = None) -> None:
         raise DdsNotLocalError(
             'refusing to start rclpy: DDS discovery must stay on this machine; set '
             + ' and '.join(missing))
+
+
+def local_dds_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    """Set (in ``env``, default ``os.environ``) DDS discovery to localhost and a domain id
+    (random 1..101 if unset) and return it; processes started with it inherit both."""
+    env = os.environ if env is None else env
+    env['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
+    if not env.get('ROS_DOMAIN_ID', '').isdigit():
+        env['ROS_DOMAIN_ID'] = str(random.SystemRandom().randint(1, 101))
+    return env

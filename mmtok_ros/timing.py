@@ -1,6 +1,7 @@
 """Timing shared by the node, the benchmarks, training reports, beam tables and the commands:
 one percentile rule, a rolling window of latencies, batch-1 stage timing, the peak memory of
-one inference, and :func:`benchmark_methods` (latency, memory and FLOPs of several methods).
+one inference, :func:`benchmark_methods` (latency, memory and FLOPs of several methods) and
+:func:`time_streaming_frame` (one new frame plus the transformer: the node's work per window).
 
 A timing reads the clock only after CUDA has finished (``devices.synchronize``); models are
 timed round-robin (one window of each per round) so that machine noise hits all alike, after
@@ -190,8 +191,46 @@ def benchmark_methods(preset_name: str, *, device: str | None = None, methods: S
     return rows
 
 
+def time_streaming_frame(model, *, device='cpu', reps: int = 30, warmup: int = 3) -> dict:
+    """The node's steady-state work per window, offline: tokenize ONE new frame and run the
+    transformer and head with the other frames' tokens cached
+    (``runtime.predictor.StreamingPredictor``), on random inputs of the model's shapes.
+
+    Returns the median and p90 (ms) of ``reps`` windows after ``warmup`` and the torch thread
+    count they ran with (compare it with the node's in-node inference time at that count).
+    """
+    import numpy as np
+    import torch
+
+    from .constants import FRAME_PERIOD_NS
+    from .data.window import Window
+    from .model.flops import dummy_window
+    from .runtime.predictor import StreamingPredictor
+    cfg = model.cfg
+    frames = {m: v[0].numpy() for m, v in dummy_window(cfg).items()}          # (T, ...)
+    frames['present'] = np.ones((cfg.n_frames, len(cfg.modalities)), bool)
+
+    def window(k: int) -> Window:   # frames k .. k+T-1: each window one frame newer
+        stamps = (np.arange(k, k + cfg.n_frames, dtype=np.int64) + 1) * FRAME_PERIOD_NS
+        return Window(frames, stamps, int(stamps[-1]))
+
+    predictor = StreamingPredictor(model, device=device)
+    predictor.warm_up(window(0))
+    predictor.predict(window(0))                      # every frame of the first window cached
+    ms = []
+    for k in range(1, warmup + reps + 1):
+        pred = predictor.predict(window(k))
+        if pred.frames_tokenized != 1:
+            raise RuntimeError(f'streaming timing tokenized {pred.frames_tokenized} frames '
+                               'of a window one frame newer than the last; expected 1')
+        if k > warmup:
+            ms.append(pred.inference_ms)
+    return {'median_ms': statistics.median(ms), 'p90_ms': percentile(ms, 90), 'reps': reps,
+            'threads': torch.get_num_threads(), 'device': str(predictor.device)}
+
+
 __all__ = ['Candidate', 'RollingPercentiles', 'STAGES', 'benchmark_methods', 'build_candidates',
-           'cpu_peak_mb', 'percentile', 'time_once', 'time_round_robin']
+           'cpu_peak_mb', 'percentile', 'time_once', 'time_round_robin', 'time_streaming_frame']
 
 
 if __name__ == '__main__':

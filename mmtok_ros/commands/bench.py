@@ -47,7 +47,8 @@ def run_e2e(args) -> int:
     rows = run_e2e(args.bag, models, rate=args.rate, out=out,
                    device='cpu' if args.device == 'auto' else args.device)
     print(f'\nend to end, {args.bag} at {args.rate:g}x (latency: newest frame arrival in '
-          'rsu_node -> /mmtok/link_status publish)')
+          'rsu_node -> /mmtok/link_status publish; infer: in-node inference; bench 1 frame: '
+          f"offline one new frame + transformer, {rows[0]['bench_threads']} threads)")
     print(format_table(rows))
     print(f'wrote {out}')
     return 0

@@ -106,7 +106,10 @@ def _switches(doc: dict, t0_ns: int):
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..bench.e2e import format_table, local_dds_env, run_pipeline
+    from ..reports.e2e import format_table
+    from ..ros.pipeline import run_pipeline
+    from ..ros_env import local_dds_env
+    from ..timing import percentile
     from ..runtime import emulation as emu
 
     tic = time.perf_counter()
@@ -165,8 +168,7 @@ def run(args: argparse.Namespace) -> int:
         agg = {'label': label, 'method': rows[0]['method'],
                'windows_published': sum(r['windows_published'] for r in rows),
                'dropped_windows': sum(r['dropped_windows'] or 0 for r in rows),
-               'latency_p50_ms': float(np.percentile(lat, 50)) if lat else None,
-               'latency_p99_ms': float(np.percentile(lat, 99)) if lat else None,
+               'latency_p50_ms': percentile(lat, 50), 'latency_p99_ms': percentile(lat, 99),
                'inference_p50_ms': float(np.median([r['inference_p50_ms'] for r in rows
                                                     if r['inference_p50_ms'] is not None])),
                'cpu_percent': float(np.mean([r['cpu_percent'] or 0 for r in rows])),

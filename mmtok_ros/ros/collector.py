@@ -1,0 +1,74 @@
+"""An rclpy node, in the calling process, that records an RSU node's outputs: every
+``/mmtok/link_status`` (with its receipt time), every ``/mmtok/handover`` and the latest
+``/diagnostics`` report of that node. It spins on a context and thread of its own."""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Collected:
+    statuses: list[dict] = field(default_factory=list)
+    handovers: list[dict] = field(default_factory=list)
+    diagnostics: dict[str, str] = field(default_factory=dict)
+
+
+def _values(msg: Any) -> dict[str, str]:
+    return {kv.key: kv.value for kv in msg.status[0].values} if msg.status else {}
+
+
+class OutputCollector:
+    """``OutputCollector('rsu_node')`` then ``.data``; ``close()`` when done."""
+
+    def __init__(self, node_name: str) -> None:
+        import rclpy
+        from diagnostic_msgs.msg import DiagnosticArray
+        from rclpy.context import Context
+        from rclpy.executors import SingleThreadedExecutor
+
+        from .runtime import handover_qos, init_rclpy, status_qos
+
+        self.data = Collected()
+        self._rsu_name = node_name
+        self.context = Context()
+        init_rclpy([], context=self.context)
+        self.node = rclpy.create_node('mmtok_e2e_collector', context=self.context)
+        self.node.create_subscription(DiagnosticArray, '/mmtok/link_status',
+                                      self._on_status, status_qos(100))
+        self.node.create_subscription(DiagnosticArray, '/mmtok/handover',
+                                      self._on_handover, handover_qos(depth=10))
+        self.node.create_subscription(DiagnosticArray, '/diagnostics', self._on_diag,
+                                      status_qos(100))
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self._thread = threading.Thread(target=self._spin, daemon=True)
+        self._thread.start()
+
+    def _spin(self) -> None:
+        try:
+            self.executor.spin()
+        except Exception:  # shutdown races end the spin; nothing to report
+            pass
+
+    def _on_status(self, msg: Any) -> None:
+        v = _values(msg)
+        v['received_wall_ns'] = time.time_ns()
+        self.data.statuses.append(v)
+
+    def _on_handover(self, msg: Any) -> None:
+        self.data.handovers.append(_values(msg))
+
+    def _on_diag(self, msg: Any) -> None:
+        if msg.status and msg.status[0].name.startswith(self._rsu_name):
+            self.data.diagnostics = _values(msg)
+
+    def close(self) -> None:
+        self.executor.shutdown(timeout_sec=2.0)
+        self.node.destroy_node()
+        self.context.try_shutdown()
+
+
+__all__ = ['Collected', 'OutputCollector']
