@@ -1,21 +1,53 @@
-"""Proactive handover decision with hysteresis (ROS-free).
+"""Proactive handover decision with hysteresis, N neighbours and a reactive floor (ROS-free).
 
 The model at the home RSU predicts, for every window, the probability that the home link is
-blocked at the next frame (1 - epsilon of the paper's Eq. 8). The decision turns that stream
-into handover triggers without flapping:
+blocked at the next frame (1 - epsilon of the paper's Eq. 8). The decision turns that stream,
+the home link's measured RSSI and the neighbours' own link states into handover triggers
+without flapping. While the home RSU serves:
 
-* hand over to the target RSU after ``on_windows`` consecutive windows with
-  ``p_blocked >= p_on`` (``on_windows=1``: at the first confident prediction, proactive);
-* hand back to the home RSU only after ``off_windows`` consecutive windows with
-  ``p_blocked < p_off`` (``p_off <= p_on``: a probability band) and at least
-  ``min_dwell_ns`` after the last handover.
+* ``predicted_blockage`` -- after ``on_windows`` consecutive windows with ``p_blocked >= p_on``
+  (``on_windows=1``: at the first confident prediction, proactive);
+* ``measured_below_threshold`` -- the reactive floor: after ``floor_windows`` consecutive
+  windows whose measured home RSSI is below S_th (Eq. 8), whatever the model says. This is
+  what a reactive policy does, so the proactive policy is never later than the reactive one.
+  A window without a measurement (NaN) neither extends nor breaks the streak.
+
+While a neighbour serves:
+
+* ``predicted_clear`` -- hand back home after ``off_windows`` consecutive windows with
+  ``p_blocked < p_off`` (``p_off <= p_on``: a probability band) and the home link not measured
+  below S_th, at least ``min_dwell_ns`` after the last handover;
+* ``target_blocked`` -- the serving neighbour's own link state (its typed link status) says it
+  is blocked (predicted ``>= p_on`` or measured below S_th): move to the best other neighbour,
+  or home if no neighbour qualifies and the home link is neither predicted nor measured blocked.
+
+The target is the best *eligible* neighbour: a state no older than ``neighbour_stale_ns`` (by
+data time, either direction), not predicted blocked (``p_blocked < p_on``) and not measured
+below S_th; best = highest measured RSSI (a neighbour without a measurement ranks after those
+with one), then lowest ``p_blocked``, then RSU id. With no fresh neighbour state at all (none
+observed yet, or all stale), the configured ``target_rsu`` is taken blindly, as the two-RSU
+design always did; with fresh states that all say blocked, nobody is handed the vehicle and
+``no_target`` counts the window.
 
 Time is the data time (window newest stamp, integer ns); a stamp that goes back clears the
-counters (looped bag) but keeps the serving RSU.
+streaks (looped bag) but keeps the serving RSU and the neighbour states.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+
+from ..constants import S_TH_DBM
+
+NAN = float('nan')
+
+# Reason text -> the uint8 constant of mmtok_msgs/HandoverTrigger (REASON_*).
+REASON_CODES = {
+    'predicted_blockage': 0,         # REASON_PREDICTED_BLOCKAGE
+    'measured_below_threshold': 1,   # REASON_MEASURED_BELOW_THRESHOLD
+    'predicted_clear': 2,            # REASON_LINK_RECOVERED
+    'target_blocked': 3,             # REASON_TARGET_BLOCKED
+}
 
 
 @dataclass(frozen=True)
@@ -25,8 +57,25 @@ class HandoverEvent:
     stamp_ns: int           # newest frame stamp of the window that triggered it
     source_rsu: str
     target_rsu: str
-    p_blocked: float
-    reason: str             # 'predicted_blockage' or 'predicted_clear'
+    p_blocked: float        # the home link's predicted p_blocked in that window
+    reason: str             # a key of REASON_CODES: the rule that fired
+    serving_rssi_dbm: float = NAN   # measured home-link RSSI in that window; NaN if unknown
+    target_rssi_dbm: float = NAN    # target's latest measured RSSI; NaN if unknown
+    target_p_blocked: float = NAN   # target's latest p_blocked; NaN if unknown
+
+    @property
+    def reason_code(self) -> int:
+        return REASON_CODES[self.reason]
+
+
+@dataclass(frozen=True)
+class NeighbourState:
+    """A neighbour RSU's latest own-link state, as its typed link status reports it."""
+
+    rsu_id: str
+    stamp_ns: int           # newest frame stamp of the neighbour's window
+    p_blocked: float        # NaN: no prediction (never eligible)
+    rssi_dbm: float         # measured RSSI of the neighbour's link; NaN if unknown
 
 
 @dataclass(frozen=True)
@@ -40,6 +89,14 @@ class HysteresisConfig:
     on_windows: int = 1             # consecutive windows needed to hand over
     off_windows: int = 5            # consecutive windows needed to hand back
     min_dwell_ns: int = 3_000_000_000   # no hand-back earlier than this after a handover
+    # Reactive floor: 1 window, as the reactive baseline (mmtok emulate) hands over after the
+    # first frame measured below S_th; 2 would filter one-frame fades but make the proposed
+    # policy one frame period (300 ms) later than reactive whenever the model misses.
+    floor_windows: int = 1
+    s_th_dbm: float = S_TH_DBM      # S_th of Eq. 8 [dBm]: measured below it = blocked
+    # A neighbour state older than this (data time) is ignored: about three 300 ms frame
+    # periods, so one late or lost link status does not hide a neighbour.
+    neighbour_stale_ns: int = 1_000_000_000
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.p_off <= self.p_on <= 1.0:
@@ -48,53 +105,135 @@ class HysteresisConfig:
         if self.on_windows < 1 or self.off_windows < 1 or self.min_dwell_ns < 0:
             raise ValueError(f'need on_windows >= 1, off_windows >= 1, min_dwell_ns >= 0; got '
                              f'{self.on_windows}, {self.off_windows}, {self.min_dwell_ns}')
+        if self.floor_windows < 1 or self.neighbour_stale_ns <= 0:
+            raise ValueError(f'need floor_windows >= 1 and neighbour_stale_ns > 0; got '
+                             f'{self.floor_windows}, {self.neighbour_stale_ns}')
+        if not math.isfinite(self.s_th_dbm):
+            raise ValueError(f's_th_dbm must be finite, got {self.s_th_dbm}')
+
+
+def _finite(value: float | None) -> float:
+    return NAN if value is None or not math.isfinite(value) else float(value)
 
 
 class HandoverDecision:
-    """Feeds on (stamp_ns, p_blocked); returns a :class:`HandoverEvent` when serving changes."""
+    """Feeds on windows of the home link (``update``) and neighbour link states
+    (``observe_neighbour``); returns a :class:`HandoverEvent` when the serving RSU changes."""
 
-    def __init__(self, home_rsu: str, target_rsu: str,
+    def __init__(self, home_rsu: str, target_rsu: str | None = None,
                  config: HysteresisConfig = HysteresisConfig()) -> None:
         if home_rsu == target_rsu:
             raise ValueError(f'home and target RSU must differ, both are {home_rsu!r}')
         self.home_rsu, self.target_rsu, self.config = home_rsu, target_rsu, config
         self.serving_rsu = home_rsu
         self.handovers = 0
-        self._on = self._off = 0
+        self.no_target = 0          # windows where a rule fired but no neighbour qualified
+        self._neighbours: dict[str, NeighbourState] = {}
+        self._on = self._off = self._below = 0
         self._last_stamp_ns: int | None = None
         self._last_handover_ns: int | None = None
 
+    @property
+    def neighbours(self) -> dict[str, NeighbourState]:
+        return dict(self._neighbours)
+
     def reset_counters(self) -> None:
         """Forget the streaks (time jumped back); the serving RSU stays as it is."""
-        self._on = self._off = 0
+        self._on = self._off = self._below = 0
         self._last_stamp_ns = None
         self._last_handover_ns = None
 
-    def update(self, stamp_ns: int, p_blocked: float) -> HandoverEvent | None:
+    def observe_neighbour(self, rsu_id: str, stamp_ns: int, p_blocked: float,
+                          rssi_dbm: float | None = None) -> None:
+        """Record a neighbour's latest own-link state (from its LinkStatus)."""
+        if not rsu_id or rsu_id == self.home_rsu:
+            raise ValueError(f'a neighbour needs an id other than the home RSU '
+                             f'{self.home_rsu!r}, got {rsu_id!r}')
+        p = _finite(p_blocked)
+        if math.isfinite(p) and not 0.0 <= p <= 1.0:
+            raise ValueError(f'neighbour {rsu_id!r}: p_blocked must be in [0, 1], got {p}')
+        self._neighbours[rsu_id] = NeighbourState(rsu_id, int(stamp_ns), p, _finite(rssi_dbm))
+
+    def update(self, stamp_ns: int, p_blocked: float, *,
+               serving_rssi_dbm: float | None = None) -> HandoverEvent | None:
+        """One window of the home link: predicted ``p_blocked`` and, if known, the home
+        link's measured RSSI at the newest frame (``serving_rssi_dbm``, NaN/None: unknown)."""
         cfg = self.config
         if self._last_stamp_ns is not None and stamp_ns <= self._last_stamp_ns:
             self.reset_counters()
         self._last_stamp_ns = stamp_ns
+        rssi = _finite(serving_rssi_dbm)
+        measured_low = rssi < cfg.s_th_dbm          # False for NaN
         self._on = self._on + 1 if p_blocked >= cfg.p_on else 0
-        self._off = self._off + 1 if p_blocked < cfg.p_off else 0
+        self._off = self._off + 1 if p_blocked < cfg.p_off and not measured_low else 0
+        if math.isfinite(rssi):
+            self._below = self._below + 1 if measured_low else 0
         if self.serving_rsu == self.home_rsu:
-            if self._on >= cfg.on_windows:
-                return self._switch(stamp_ns, self.target_rsu, p_blocked, 'predicted_blockage')
-            return None
+            # The floor first: when it holds, a reactive policy hands over now too, so the
+            # model gets credit ('predicted_blockage') only for handovers it made earlier.
+            if self._below >= cfg.floor_windows:
+                reason = 'measured_below_threshold'
+            elif self._on >= cfg.on_windows:
+                reason = 'predicted_blockage'
+            else:
+                return None
+            return self._switch_to_best(stamp_ns, p_blocked, rssi, reason, exclude=())
         dwell_ok = (self._last_handover_ns is None
                     or stamp_ns - self._last_handover_ns >= cfg.min_dwell_ns)
         if self._off >= cfg.off_windows and dwell_ok:
-            return self._switch(stamp_ns, self.home_rsu, p_blocked, 'predicted_clear')
+            return self._switch(stamp_ns, self.home_rsu, p_blocked, rssi, 'predicted_clear')
+        serving = self._fresh(stamp_ns).get(self.serving_rsu)
+        if serving is not None and self._blocked(serving.p_blocked, serving.rssi_dbm):
+            best = self._best(stamp_ns, exclude=(self.serving_rsu,))
+            if best is not None:
+                return self._switch(stamp_ns, best.rsu_id, p_blocked, rssi, 'target_blocked',
+                                    best)
+            if p_blocked < cfg.p_on and not measured_low:
+                return self._switch(stamp_ns, self.home_rsu, p_blocked, rssi, 'target_blocked')
+            self.no_target += 1
         return None
 
-    def _switch(self, stamp_ns: int, target: str, p_blocked: float,
-                reason: str) -> HandoverEvent:
-        event = HandoverEvent(int(stamp_ns), self.serving_rsu, target, float(p_blocked), reason)
+    # ------------------------------------------------------------------ target choice
+    def _blocked(self, p_blocked: float, rssi_dbm: float) -> bool:
+        return p_blocked >= self.config.p_on or rssi_dbm < self.config.s_th_dbm
+
+    def _fresh(self, stamp_ns: int) -> dict[str, NeighbourState]:
+        limit = self.config.neighbour_stale_ns
+        return {k: s for k, s in self._neighbours.items() if abs(stamp_ns - s.stamp_ns) <= limit}
+
+    def _best(self, stamp_ns: int, exclude: tuple[str, ...]) -> NeighbourState | None:
+        eligible = [s for k, s in self._fresh(stamp_ns).items()
+                    if k not in exclude and math.isfinite(s.p_blocked)
+                    and not self._blocked(s.p_blocked, s.rssi_dbm)]
+        if not eligible:
+            return None
+        return min(eligible, key=lambda s: (not math.isfinite(s.rssi_dbm),
+                                            -s.rssi_dbm if math.isfinite(s.rssi_dbm) else 0.0,
+                                            s.p_blocked, s.rsu_id))
+
+    def _switch_to_best(self, stamp_ns: int, p_blocked: float, rssi: float, reason: str,
+                        exclude: tuple[str, ...]) -> HandoverEvent | None:
+        best = self._best(stamp_ns, exclude)
+        if best is not None:
+            return self._switch(stamp_ns, best.rsu_id, p_blocked, rssi, reason, best)
+        if not self._fresh(stamp_ns) and self.target_rsu is not None:
+            # Nothing known about any neighbour: the configured target, blindly (2-RSU case).
+            return self._switch(stamp_ns, self.target_rsu, p_blocked, rssi, reason)
+        self.no_target += 1
+        return None
+
+    def _switch(self, stamp_ns: int, target: str, p_blocked: float, rssi: float, reason: str,
+                state: NeighbourState | None = None) -> HandoverEvent:
+        event = HandoverEvent(int(stamp_ns), self.serving_rsu, target, float(p_blocked), reason,
+                              serving_rssi_dbm=rssi,
+                              target_rssi_dbm=state.rssi_dbm if state else NAN,
+                              target_p_blocked=state.p_blocked if state else NAN)
         self.serving_rsu = target
         self.handovers += 1
-        self._on = self._off = 0
+        self._on = self._off = self._below = 0
         self._last_handover_ns = int(stamp_ns)
         return event
 
 
-__all__ = ['HandoverDecision', 'HandoverEvent', 'HysteresisConfig']
+__all__ = ['HandoverDecision', 'HandoverEvent', 'HysteresisConfig', 'NeighbourState',
+           'REASON_CODES']

@@ -1,0 +1,168 @@
+"""Handover decision with N neighbours and the reactive floor (mmtok_ros.runtime.handover)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from mmtok_ros.constants import S_TH_DBM
+from mmtok_ros.runtime import emulation as emu
+from mmtok_ros.runtime.handover import (REASON_CODES, HandoverDecision, HysteresisConfig)
+
+P = 300_000_000
+T0 = 1_000 * 1_000_000_000
+CLEAR_DBM = -40.0
+LOW_DBM = -70.0          # well below S_th
+
+
+def decision(target='rsu2', **cfg) -> HandoverDecision:
+    return HandoverDecision('rsu1', target, HysteresisConfig(**cfg))
+
+
+def see(d: HandoverDecision, k: int, states: dict) -> None:
+    """Neighbour link statuses stamped at frame k: {rsu: (p_blocked, rssi_dbm)}."""
+    for rsu, (p, rssi) in states.items():
+        d.observe_neighbour(rsu, T0 + k * P, p, rssi)
+
+
+def test_target_is_the_clear_neighbour_with_the_best_rssi():
+    d = decision()
+    see(d, 0, {'rsu2': (0.1, -45.0), 'rsu3': (0.2, -41.0), 'rsu4': (0.9, -35.0)})
+    e = d.update(T0, 0.95, serving_rssi_dbm=-44.0)
+    # rsu4 is strongest but predicted blocked; rsu3 beats rsu2 on RSSI
+    assert (e.target_rsu, e.reason, e.reason_code) == ('rsu3', 'predicted_blockage', 0)
+    assert (e.target_rssi_dbm, e.target_p_blocked, e.serving_rssi_dbm) == \
+        (-41.0, pytest.approx(0.2), -44.0)
+    assert d.serving_rsu == 'rsu3'
+
+
+def test_a_neighbour_measured_below_s_th_or_without_rssi_ranks_lower():
+    d = decision()
+    see(d, 0, {'rsu2': (0.1, float('nan')), 'rsu3': (0.1, S_TH_DBM - 1.0),
+               'rsu4': (0.1, -46.0)})
+    assert d.update(T0, 0.9).target_rsu == 'rsu4'
+    d = decision()
+    see(d, 0, {'rsu2': (0.1, float('nan')), 'rsu3': (0.1, S_TH_DBM - 1.0)})
+    assert d.update(T0, 0.9).target_rsu == 'rsu2'       # unknown RSSI beats a measured block
+
+
+def test_stale_neighbour_is_ignored():
+    d = decision(neighbour_stale_ns=2 * P)
+    see(d, 0, {'rsu3': (0.0, -38.0)})                    # best, but 3 frames old at k = 3
+    see(d, 3, {'rsu2': (0.1, -45.0)})
+    see(d, 9, {'rsu4': (0.0, -30.0)})                    # from the future (looped bag): stale
+    e = d.update(T0 + 3 * P, 0.9)
+    assert e.target_rsu == 'rsu2'
+    assert set(d.neighbours) == {'rsu2', 'rsu3', 'rsu4'}
+
+
+def test_without_fresh_neighbour_states_the_configured_target_is_taken():
+    d = decision(neighbour_stale_ns=P)
+    see(d, 0, {'rsu3': (0.0, -38.0)})
+    assert d.update(T0 + 5 * P, 0.9).target_rsu == 'rsu2'   # rsu3 stale: the 2-RSU default
+    assert HandoverDecision('rsu1', None).update(T0, 0.9) is None
+
+
+def test_all_neighbours_blocked_means_no_handover_until_one_clears():
+    d = decision()
+    see(d, 0, {'rsu2': (0.8, -42.0), 'rsu3': (0.1, -60.0)})
+    assert d.update(T0, 0.9) is None
+    assert d.no_target == 1 and d.serving_rsu == 'rsu1'
+    see(d, 1, {'rsu2': (0.2, -42.0)})
+    e = d.update(T0 + P, 0.9)
+    assert e.target_rsu == 'rsu2' and d.no_target == 1
+
+
+def test_reactive_floor_hands_over_with_the_model_held_at_clear():
+    d = decision()
+    see(d, 0, {'rsu2': (0.1, -45.0), 'rsu3': (0.0, -42.0)})
+    assert d.update(T0, 0.0, serving_rssi_dbm=CLEAR_DBM) is None
+    see(d, 1, {'rsu2': (0.1, -45.0), 'rsu3': (0.0, -42.0)})
+    e = d.update(T0 + P, 0.0, serving_rssi_dbm=LOW_DBM)
+    assert (e.target_rsu, e.reason, e.reason_code) == ('rsu3', 'measured_below_threshold', 1)
+    assert e.p_blocked == 0.0 and e.serving_rssi_dbm == LOW_DBM
+
+
+def test_floor_windows_counts_consecutive_measurements():
+    d = decision(floor_windows=2)
+    assert d.update(T0, 0.0, serving_rssi_dbm=LOW_DBM) is None
+    assert d.update(T0 + P, 0.0, serving_rssi_dbm=-46.0) is None   # back above S_th: reset
+    assert d.update(T0 + 2 * P, 0.0, serving_rssi_dbm=LOW_DBM) is None
+    assert d.update(T0 + 3 * P, 0.0, serving_rssi_dbm=float('nan')) is None  # no report
+    e = d.update(T0 + 4 * P, 0.0, serving_rssi_dbm=LOW_DBM)
+    assert e is not None and e.reason == 'measured_below_threshold'
+
+
+def test_no_hand_back_while_the_home_link_is_measured_below_s_th():
+    d = decision(off_windows=2, min_dwell_ns=0)
+    assert d.update(T0, 0.0, serving_rssi_dbm=LOW_DBM).target_rsu == 'rsu2'
+    # the model keeps saying clear, but the home link is still measured down: stay
+    for k in range(1, 6):
+        assert d.update(T0 + k * P, 0.0, serving_rssi_dbm=LOW_DBM) is None
+    assert d.update(T0 + 6 * P, 0.0, serving_rssi_dbm=CLEAR_DBM) is None
+    e = d.update(T0 + 7 * P, 0.0, serving_rssi_dbm=CLEAR_DBM)
+    assert (e.target_rsu, e.reason, e.reason_code) == ('rsu1', 'predicted_clear', 2)
+
+
+def test_serving_neighbour_blocked_moves_to_another_or_home():
+    d = decision()
+    see(d, 0, {'rsu2': (0.1, -45.0), 'rsu3': (0.1, -42.0)})
+    assert d.update(T0, 0.9, serving_rssi_dbm=-44.0).target_rsu == 'rsu3'
+    see(d, 1, {'rsu2': (0.1, -45.0), 'rsu3': (0.9, -42.0)})        # rsu3 predicts its block
+    e = d.update(T0 + P, 0.9, serving_rssi_dbm=-44.0)
+    assert (e.source_rsu, e.target_rsu, e.reason, e.reason_code) == \
+        ('rsu3', 'rsu2', 'target_blocked', 3)
+    see(d, 2, {'rsu2': (0.1, -60.0), 'rsu3': (0.9, -42.0)})        # rsu2 measured down now
+    assert d.update(T0 + 2 * P, 0.9) is None                       # home predicted blocked
+    assert d.no_target == 1
+    e = d.update(T0 + 3 * P, 0.5, serving_rssi_dbm=-44.0)          # home below p_on, not low
+    assert (e.target_rsu, e.reason) == ('rsu1', 'target_blocked')
+
+
+@pytest.mark.parametrize('rssi', [None, CLEAR_DBM])
+def test_two_rsu_hysteresis_is_unchanged(rssi):
+    """The sequence of test_emulation's hysteresis test, with rsu2 reporting clear."""
+    d = decision(p_on=0.5, p_off=0.3, on_windows=1, off_windows=3, min_dwell_ns=2 * P)
+    ps = [0.1, 0.6, 0.9, 0.4, 0.2, 0.6, 0.2, 0.1, 0.1, 0.1, 0.9]
+    fired = []
+    for k, p in enumerate(ps):
+        see(d, k, {'rsu2': (0.05, -44.0)})
+        e = d.update(T0 + k * P, p, serving_rssi_dbm=rssi)
+        if e is not None:
+            fired.append((k, e.target_rsu, e.reason))
+    assert fired == [(1, 'rsu2', 'predicted_blockage'), (8, 'rsu1', 'predicted_clear'),
+                     (10, 'rsu2', 'predicted_blockage')]
+
+
+def test_floor_hands_over_when_the_reactive_baseline_does():
+    """Never worse than reactive: with the model held at clear, the floor (1 window) hands
+    over at the same frame as the emulator's reactive policy."""
+    n, blocked = 30, range(12, 18)
+    t = T0 + P * np.arange(n, dtype=np.int64)
+    home = np.full(n, CLEAR_DBM)
+    home[list(blocked)] = LOW_DBM
+    tl = emu.Timeline(t, {'rsu1': home, 'rsu2': np.full(n, -44.0)},
+                      [(int(t[min(blocked)]), int(t[max(blocked)]))], name='floor')
+    reactive = emu.reactive_switches(tl, off_frames=5)
+    d = decision(off_windows=5, min_dwell_ns=0)
+    ours = [(int(tk), e.target_rsu) for tk, r in zip(t.tolist(), home.tolist())
+            if (e := d.update(int(tk), 0.0, serving_rssi_dbm=r)) is not None]
+    assert [(s.time_ns - 1, s.rsu) for s in reactive] == ours    # reactive adds 1 ns
+    assert ours[0] == (int(t[12]), 'rsu2')
+
+
+def test_bad_input_is_refused():
+    d = decision()
+    with pytest.raises(ValueError, match='other than the home'):
+        d.observe_neighbour('rsu1', T0, 0.1, -40.0)
+    with pytest.raises(ValueError, match=r'\[0, 1\]'):
+        d.observe_neighbour('rsu2', T0, 1.5, -40.0)
+    with pytest.raises(ValueError, match='floor_windows'):
+        HysteresisConfig(floor_windows=0)
+    d.observe_neighbour('rsu3', T0, float('nan'), -30.0)      # no prediction: never a target
+    assert math.isnan(d.neighbours['rsu3'].p_blocked)
+    d.observe_neighbour('rsu2', T0, 0.1, -45.0)
+    assert d.update(T0, 0.9).target_rsu == 'rsu2'
+    assert set(REASON_CODES) == {'predicted_blockage', 'measured_below_threshold',
+                                 'predicted_clear', 'target_blocked'}
