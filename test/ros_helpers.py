@@ -162,8 +162,9 @@ class Harness:
     # -------------------------------------------------------------- feeding
     def seen(self) -> int:
         """Messages the node has taken in (accepted or rejected)."""
-        accepted = sum(v for k, v in self.node.inputs.items() if k.endswith(':accepted'))
-        return accepted + sum(self.node.rejected.values())
+        stream = self.node.stream
+        accepted = sum(v for k, v in stream.inputs.items() if k.endswith(':accepted'))
+        return accepted + sum(stream.rejected.values())
 
     def publish(self, kind: str, msg: Any, *, wait: bool = True) -> None:
         before = self.seen()
@@ -201,8 +202,8 @@ class Harness:
         def idle() -> bool:
             s = self.node.stats()
             done = s['windows_published'] + s['windows_skipped'] + s['stale_after_time_jump'] \
-                + s['inference_errors'] + s['windows_coalesced']
-            return done >= s['windows_built']
+                + s['inference_errors']
+            return s['frames_pending'] == 0 and done >= s['windows_built']
         return wait_until(idle, timeout_s)
 
     def close(self) -> None:

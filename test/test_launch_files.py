@@ -99,10 +99,13 @@ def test_parameter_files_match_the_declarations(path, node, specs):
 
 
 def test_sync_defaults_match_offline_training():
-    from mmtok_ros.train.build import SYNC_OPTIONS
-    assert SYNC_OPTIONS == dict(slop_ns=int(params.SYNC_SLOP_MS * 1e6),
-                                emit_partial=params.SYNC_EMIT_PARTIAL,
-                                partial_wait_ns=int(params.SYNC_PARTIAL_WAIT_MS * 1e6))
+    """The node's sync and window parameters default to the dataset builder's StreamConfig."""
+    from mmtok_ros.train.build import STREAM_CONFIG
     defaults = params.defaults(params.RSU_NODE_PARAMS)
-    assert defaults['sync_slop_ms'] == params.SYNC_SLOP_MS
-    assert defaults['sync_partial_wait_ms'] == params.SYNC_PARTIAL_WAIT_MS
+    assert defaults['sync_slop_ms'] == STREAM_CONFIG.slop_ms
+    assert defaults['sync_partial_wait_ms'] == STREAM_CONFIG.partial_wait_ms
+    assert defaults['sync_queue_size'] == STREAM_CONFIG.queue_size
+    assert defaults['sync_time_jump_ms'] == STREAM_CONFIG.time_jump_ms
+    assert defaults['frame_period_ms'] == STREAM_CONFIG.period_ms
+    assert defaults['s_th_dbm'] == STREAM_CONFIG.s_th_dbm
+    assert STREAM_CONFIG.emit_partial   # the node always emits partial frames

@@ -90,7 +90,7 @@ def test_time_jump_back_clears_windows_and_cache(make, capfd):
 
 def test_time_jump_threshold_is_a_parameter(make):
     h = make(sync_time_jump_ms=3_600_000.0)          # only an hour back is a jump
-    assert h.node.sync.jump_back_ns == 3_600_000_000_000
+    assert h.node.stream.sync.jump_back_ns == 3_600_000_000_000
     h.frames(range(6))
     assert h.wait_statuses(2) and h.wait_idle()
     h.frames(range(-200, -194))                   # 60 s back: old messages, not a jump

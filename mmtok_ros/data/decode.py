@@ -23,9 +23,13 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .errors import ImageDecodeError, PointCloudDecodeError, RssiDecodeError, StampError
+from .errors import (EmptyCloudError, ImageDecodeError, ImageSizeError, PointCloudDecodeError,
+                     RssiDecodeError, StampError)
 
 NS_PER_S = 1_000_000_000
+# Physically possible RSSI: a received power above +30 dBm (1 W) or below -200 dBm is a broken
+# driver or a unit mix-up (mW, linear), not a measurement; such readings are rejected like NaN.
+RSSI_RANGE_DBM = (-200.0, 30.0)
 
 # encoding -> (bytes per pixel, channel indices giving R, G, B)
 _IMAGE_LAYOUTS: dict[str, tuple[int, tuple[int, int, int]]] = {
@@ -170,13 +174,54 @@ def decode_pointcloud2(msg: Any) -> DecodedCloud:
 
 
 def decode_rssi(msg: Any) -> tuple[int, float]:
-    """sensor_msgs/Temperature carrying RSSI -> (stamp_ns, rssi_dbm); see module docstring."""
+    """sensor_msgs/Temperature carrying RSSI -> (stamp_ns, rssi_dbm); see module docstring.
+
+    Non-finite and physically impossible readings (outside ``RSSI_RANGE_DBM``) and a negative
+    variance are rejected: they can only come from a broken driver.
+    """
     rssi_dbm = float(msg.temperature)
     if not math.isfinite(rssi_dbm):
         raise RssiDecodeError(f'RSSI {rssi_dbm} dBm is not finite; expected a reading in dBm '
                               'in sensor_msgs/Temperature.temperature')
+    low, high = RSSI_RANGE_DBM
+    if not low <= rssi_dbm <= high:
+        raise RssiDecodeError(f'RSSI {rssi_dbm:g} dBm is outside the physically possible '
+                              f'[{low:g}, {high:g}] dBm; expected dBm, not mW or a raw count')
+    variance = float(getattr(msg, 'variance', 0.0))
+    if not variance >= 0.0:   # also catches NaN
+        raise RssiDecodeError(f'RSSI variance {variance:g} dB^2 is negative or NaN; expected '
+                              '>= 0 (0 when unknown)')
     return stamp_ns(msg.header), rssi_dbm
 
 
-__all__ = ['CLOUD_COLUMNS', 'DecodedCloud', 'NS_PER_S', 'decode_image', 'decode_pointcloud2',
-           'decode_rssi', 'stamp_ns']
+def decode_input(kind: str, msg: Any, *,
+                 expected_image_wh: tuple[int, int] | None = None) -> tuple[int, Any]:
+    """The decode policy of every input, live and offline: message -> (stamp_ns, item).
+
+    ``kind`` is 'image', 'lidar' or 'rssi'. Items: image (H, W, 3) uint8 RGB, lidar a
+    ``DecodedCloud`` with at least one finite point, rssi a (stamp_ns, dbm) tuple. Raises a
+    ``DataError`` subclass naming what is wrong; the caller counts it and goes on.
+    ``expected_image_wh`` (0 in a place: any) rejects images of another size.
+    """
+    if kind == 'rssi':
+        stamp, dbm = decode_rssi(msg)
+        return stamp, (stamp, dbm)
+    stamp = stamp_ns(msg.header)
+    if kind == 'image':
+        if expected_image_wh is not None:
+            want_w, want_h = expected_image_wh
+            if (want_w and int(msg.width) != want_w) or (want_h and int(msg.height) != want_h):
+                raise ImageSizeError(f'Image is {msg.width}x{msg.height}; expected '
+                                     f'{want_w}x{want_h} (expected_image_width/height)')
+        return stamp, decode_image(msg)
+    if kind != 'lidar':
+        raise ValueError(f'unknown input kind {kind!r}; expected image, lidar or rssi')
+    cloud = decode_pointcloud2(msg)
+    if len(cloud.points) == 0:
+        raise EmptyCloudError(f'PointCloud2 has no finite points ({msg.width}x{msg.height}); '
+                              'the frame goes on without LiDAR')
+    return stamp, cloud
+
+
+__all__ = ['CLOUD_COLUMNS', 'DecodedCloud', 'NS_PER_S', 'RSSI_RANGE_DBM', 'decode_image',
+           'decode_input', 'decode_pointcloud2', 'decode_rssi', 'stamp_ns']

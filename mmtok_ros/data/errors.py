@@ -26,9 +26,17 @@ class RssiDecodeError(DataError):
     """An RSSI message (sensor_msgs/Temperature carrying dBm) holds no finite reading."""
 
 
+class ImageSizeError(DataError):
+    """An image of a size the model was not deployed for (``expected_image_width/height``)."""
+
+
+class EmptyCloudError(DataError):
+    """A PointCloud2 without a single finite point: the frame goes on without LiDAR."""
+
+
 class BagReadError(DataError):
     """A bag is missing, unreadable or corrupt, or holds a topic of an unexpected type."""
 
 
 __all__ = ['DataError', 'StampError', 'ImageDecodeError', 'PointCloudDecodeError',
-           'RssiDecodeError', 'BagReadError']
+           'RssiDecodeError', 'ImageSizeError', 'EmptyCloudError', 'BagReadError']

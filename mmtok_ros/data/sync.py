@@ -45,6 +45,15 @@ class SyncedFrame:
         return tuple(t for t, s in self.stamps_ns.items() if s is None)
 
 
+@dataclass(frozen=True)
+class TimeJump:
+    """A topic's own stamps went back by more than the jump threshold: start over."""
+
+    topic: str
+    from_ns: int
+    to_ns: int
+
+
 class ApproximateTimeSynchronizer:
     """Groups messages of ``topics`` whose stamps lie within ``slop_ns`` of each other.
 
@@ -90,10 +99,15 @@ class ApproximateTimeSynchronizer:
     # ------------------------------------------------------------------ public API
     def add(self, topic: str, stamp_ns: int, item: Any) -> list[SyncedFrame]:
         """Queue one message; return the sets it completed (oldest first)."""
+        return self.add_reporting_jump(topic, stamp_ns, item)[1]
+
+    def add_reporting_jump(self, topic: str, stamp_ns: int, item: Any,
+                           ) -> tuple[TimeJump | None, list[SyncedFrame]]:
+        """``add``, also returning the time jump back this message caused (queues cleared)."""
         if topic not in self._stamps:
             raise ValueError(f'unknown topic {topic!r}; this synchronizer has {self.topics}')
         stamp_ns = int(stamp_ns)
-        jumped_from = None
+        jump = None
         with self._lock:
             # A jump is this topic's OWN stamps going back (a looped bag, a restarted clock).
             # One stalled topic whose backlog arrives late is older than the other topics'
@@ -101,16 +115,16 @@ class ApproximateTimeSynchronizer:
             # must not throw away every other topic's windows.
             newest = self._newest[topic]
             if newest is not None and stamp_ns < newest - self.jump_back_ns:
-                jumped_from = newest
+                jump = TimeJump(topic, newest, stamp_ns)
                 self.counters['time_jump'] += 1
                 self._reset()
             out: list[SyncedFrame] = []
             if self._accept(topic, stamp_ns, item):
                 self._process(out)
-        if jumped_from is not None:  # log outside the lock
+        if jump is not None:  # log outside the lock
             _log.warning('time jumped back %.3f s on %s (looped bag or restarted clock); '
-                         'synchronizer queues cleared', (jumped_from - stamp_ns) / 1e9, topic)
-        return out
+                         'synchronizer queues cleared', (jump.from_ns - jump.to_ns) / 1e9, topic)
+        return jump, out
 
     def stats(self) -> dict[str, int]:
         """A snapshot of the drop/emit counters, for /diagnostics."""
@@ -130,6 +144,12 @@ class ApproximateTimeSynchronizer:
                 if last is not None and now_ns - last > after_ns:
                     silent.append(t)
             return silent
+
+    @property
+    def newest_stamp_ns(self) -> int | None:
+        """The newest stamp accepted on any topic in this epoch (data time)."""
+        with self._lock:
+            return self._newest_any_ns
 
     def pending(self) -> dict[str, int]:
         """Messages queued per topic (for diagnostics and tests)."""
@@ -247,7 +267,9 @@ class ApproximateTimeSynchronizer:
             else:
                 waited = (self._newest_any_ns is not None
                           and self._newest_any_ns > hi + self.slop_ns + self.partial_wait_ns)
-                if not all(moved_on(t) for t in chosen):
+                # a present topic whose clock is stuck never moves on: once the others are
+                # past the wait, the set is decided anyway (a broken clock costs its sensor)
+                if not all(moved_on(t) or waited for t in chosen):
                     return False
                 if not all(moved_on(t) or waited for t in missing):
                     return False
@@ -271,4 +293,4 @@ class ApproximateTimeSynchronizer:
         return all(s < lo - half_period or s > hi + half_period for s in recent)
 
 
-__all__ = ['ApproximateTimeSynchronizer', 'COUNTER_NAMES', 'SyncedFrame']
+__all__ = ['ApproximateTimeSynchronizer', 'COUNTER_NAMES', 'SyncedFrame', 'TimeJump']

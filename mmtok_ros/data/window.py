@@ -1,29 +1,21 @@
-"""Synchronized frames -> model input windows and link labels; bag reading for offline use.
+"""Synchronized frames -> model input frames, causal windows and link labels.
 
-The live node and offline dataset building run the same path (train/serve parity):
-decoded messages -> ``ApproximateTimeSynchronizer`` -> ``frame_from_synced`` ->
-``WindowBuilder.push``. ``build_windows_from_messages`` is that loop over a message list.
+``WindowStream`` (stream.py) drives these for the live node and offline tools alike.
 """
 from __future__ import annotations
 
-import logging
 from collections import Counter, deque
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Mapping
 
 import numpy as np
 
+from ..constants import FRAME_PERIOD_NS, S_TH_DBM
 from ..model.config import ModelConfig
-from ..model.preprocess import BEV_CHANNELS, image_to_input, points_to_bev, rssi_to_input
-from .decode import DecodedCloud, decode_image, decode_pointcloud2, decode_rssi, stamp_ns
-from .errors import BagReadError
-from .sync import ApproximateTimeSynchronizer
-from .topics import DEFAULT_TOPICS, MSG_TYPES, default_topic_map, role_kind, rsu_index
+from ..model.preprocess import frame_shapes, image_to_input, points_to_bev, rssi_to_input
+from .decode import DecodedCloud
+from .topics import role_kind, rsu_index
 
-_log = logging.getLogger(__name__)
-
-S_TH_DBM = -47.0            # S_th of the paper's Eq. 8: below it the serving link is blocked
 SUPPORTED_MODALITIES = ('image', 'lidar', 'rssi')
 
 
@@ -53,6 +45,10 @@ class RssiHold:
         self.last_dbm = np.full(n_rsu, np.nan)
         self.substituted = 0
 
+    def reset(self) -> None:
+        """Forget the held values (time jumped back); the count goes on (it is monotonic)."""
+        self.last_dbm[:] = np.nan
+
     def fill(self, raw_dbm: np.ndarray) -> np.ndarray:
         good = np.isfinite(raw_dbm)
         held = ~good & np.isfinite(self.last_dbm)
@@ -68,10 +64,13 @@ def _check_modalities(cfg: ModelConfig) -> None:
                          f'supports {SUPPORTED_MODALITIES}')
 
 
-def _zeros(modality: str, cfg: ModelConfig) -> np.ndarray:
-    shape = {'image': (3, *cfg.image_hw), 'lidar': (BEV_CHANNELS, *cfg.bev_hw),
-             'rssi': (cfg.rssi_dim,)}[modality]
-    return np.zeros(shape, dtype=np.float32)
+def empty_window(cfg: ModelConfig) -> Window:
+    """An all-zero window of the model's shapes, every modality present (warm-up)."""
+    T = cfg.n_frames
+    arrays = {m: np.zeros((T, *shape), np.float32) for m, shape in frame_shapes(cfg).items()}
+    arrays['present'] = np.ones((T, len(cfg.modalities)), bool)
+    stamps = np.arange(1, T + 1, dtype=np.int64)
+    return Window(arrays, stamps, int(stamps[-1]))
 
 
 def frame_from_synced(synced: Any, cfg: ModelConfig, topic_map: Mapping[str, str], *,
@@ -106,8 +105,9 @@ def frame_from_synced(synced: Any, cfg: ModelConfig, topic_map: Mapping[str, str
         if np.isfinite(filled).all():
             arrays['rssi'] = rssi_to_input(filled)
     present = {m: m in arrays for m in cfg.modalities}
-    for m in cfg.modalities:
-        arrays.setdefault(m, _zeros(m, cfg))
+    for m, shape in frame_shapes(cfg).items():
+        if m not in arrays:
+            arrays[m] = np.zeros(shape, dtype=np.float32)
     return FrameArrays(int(synced.stamp_ns), arrays, present, raw_dbm)
 
 
@@ -134,7 +134,7 @@ class WindowBuilder:
     """
 
     def __init__(self, cfg: ModelConfig, *, n_frames: int | None = None,
-                 period_ns: int = 300_000_000, s_th_dbm: float = S_TH_DBM,
+                 period_ns: int = FRAME_PERIOD_NS, s_th_dbm: float = S_TH_DBM,
                  serving_index: int = 0, slack_ns: int = 100_000_000,
                  jump_back_ns: int = 1_000_000_000) -> None:
         _check_modalities(cfg)
@@ -206,145 +206,5 @@ class WindowBuilder:
                             serving_index=self.serving_index)
 
 
-def label_windows(pairs: Iterable[tuple[Window, FrameArrays | None]],
-                  builder: WindowBuilder) -> np.ndarray:
-    """(window, next frame) pairs -> (N,) float32 labels, NaN where a window is unlabelled."""
-    labels = [builder.label(w, f) if f is not None else None for w, f in pairs]
-    return np.array([np.nan if v is None else v for v in labels], dtype=np.float32)
-
-
-def iter_windows_from_messages(
-        messages: Iterable[tuple[str, int, Any]], cfg: ModelConfig, *,
-        topic_map: Mapping[str, str] | None = None, slop_ns: int = 50_000_000,
-        queue_size: int = 10, emit_partial: bool = False, partial_wait_ns: int = 0,
-        n_frames: int | None = None, period_ns: int = 300_000_000,
-        s_th_dbm: float = S_TH_DBM, serving_index: int = 0, slack_ns: int = 100_000_000,
-        jump_back_ns: int = 1_000_000_000, stats: dict[str, int] | None = None,
-) -> Iterator[tuple[Window, float]]:
-    """Streams labelled (window, label) pairs; use it when all windows won't fit in memory.
-
-    ``stats`` (if given) is filled with prefixed counters when the stream ends.
-    """
-    topic_map = default_topic_map() if topic_map is None else dict(topic_map)
-    sync = ApproximateTimeSynchronizer(list(topic_map), slop_ns=slop_ns, queue_size=queue_size,
-                                       emit_partial=emit_partial, jump_back_ns=jump_back_ns,
-                                       partial_wait_ns=partial_wait_ns)
-    builder = WindowBuilder(cfg, n_frames=n_frames, period_ns=period_ns, s_th_dbm=s_th_dbm,
-                            serving_index=serving_index, slack_ns=slack_ns,
-                            jump_back_ns=jump_back_ns)
-    hold = RssiHold(cfg.rssi_dim)
-    labels: Counter[str] = Counter({'labelled': 0, 'unlabelled': 0, 'unknown_topic': 0})
-    pending: Window | None = None  # the newest window, waiting for its next frame
-    for topic, stamp, item in messages:
-        if topic not in topic_map:
-            labels['unknown_topic'] += 1
-            continue
-        for synced in sync.add(topic, stamp, item):
-            frame = frame_from_synced(synced, cfg, topic_map, rssi_hold=hold)
-            window = builder.push(frame)
-            if not builder.last_accepted:
-                continue
-            if pending is not None:
-                label = builder.label(pending, frame)
-                labels['unlabelled' if label is None else 'labelled'] += 1
-                if label is not None:
-                    yield pending, label
-            pending = window
-    if pending is not None:
-        labels['unlabelled'] += 1  # the last window has no next frame
-    if stats is not None:
-        stats.update({f'sync/{k}': v for k, v in sync.stats().items()})
-        stats.update({f'window/{k}': v for k, v in builder.counters.items()})
-        stats.update({f'label/{k}': v for k, v in labels.items()})
-        stats['frame/rssi_substituted'] = hold.substituted
-
-
-def build_windows_from_messages(
-        messages: Iterable[tuple[str, int, Any]], cfg: ModelConfig, *,
-        topic_map: Mapping[str, str] | None = None, slop_ns: int = 50_000_000,
-        **options: Any) -> tuple[list[Window], np.ndarray, dict[str, int]]:
-    """Offline dataset building: the live node's sync + window path over ``messages``.
-
-    ``messages`` are (topic, stamp_ns, decoded item) in arrival (log-time) order, e.g. from
-    ``read_bag_messages``. Returns the labelled windows, their (N,) float32 labels (1.0 =
-    serving link blocked at the next frame) and the drop/label counters. Options are those
-    of ``iter_windows_from_messages``. Windows hold copies; stream with the iterator for
-    long bags.
-    """
-    stats: dict[str, int] = {}
-    pairs = list(iter_windows_from_messages(messages, cfg, topic_map=topic_map,
-                                            slop_ns=slop_ns, stats=stats, **options))
-    windows = [w for w, _ in pairs]
-    labels = np.array([label for _, label in pairs], dtype=np.float32)
-    return windows, labels, stats
-
-
-# --------------------------------------------------------------------------- bag reading
-def _decode_stamped(kind: str, msg: Any) -> tuple[int, Any]:
-    if kind == 'rssi':
-        stamp, dbm = decode_rssi(msg)
-        return stamp, (stamp, dbm)
-    decoded = decode_image(msg) if kind == 'image' else decode_pointcloud2(msg)
-    return stamp_ns(msg.header), decoded
-
-
-def read_bag_messages(bag_dir: str | Path, topics: Sequence[str] | None = None, *,
-                      counters: Counter[str] | None = None,
-                      ) -> Iterator[tuple[str, int, Any]]:
-    """(topic, header stamp_ns, decoded item) from a rosbag2 directory, in log-time order.
-
-    Reading the bag directly (not ``ros2 bag play``) makes offline evaluation deterministic.
-    Malformed messages are skipped, counted in ``counters['malformed']`` and logged once per
-    topic; a missing or corrupt bag raises ``BagReadError``.
-    """
-    from rosbags.highlevel import AnyReader
-    from rosbags.typesys import Stores, get_typestore
-
-    path = Path(bag_dir)
-    wanted = list(DEFAULT_TOPICS.values()) if topics is None else list(topics)
-    counters = Counter() if counters is None else counters
-    if not path.exists():
-        raise BagReadError(f'bag {path} does not exist; expected a rosbag2 directory')
-    try:
-        reader = AnyReader([path], default_typestore=get_typestore(Stores.ROS2_KILTED))
-        reader.open()
-    except Exception as err:  # rosbags raises several types for unreadable metadata/storage
-        raise BagReadError(f'cannot open bag {path} (corrupt or not a rosbag2 directory): '
-                           f'{err}') from err
-    try:
-        kinds = {v: k for k, v in MSG_TYPES.items()}
-        connections = [c for c in reader.connections if c.topic in wanted]
-        for c in connections:
-            if c.msgtype not in kinds:
-                raise BagReadError(f'bag {path}: topic {c.topic} has type {c.msgtype}; '
-                                   f'expected one of {sorted(kinds)}')
-        absent = sorted(set(wanted) - {c.topic for c in connections})
-        if absent:
-            _log.warning('bag %s has no messages on %s', path, ', '.join(absent))
-        messages = reader.messages(connections=connections)
-        while True:
-            try:
-                conn, _, raw = next(messages)
-            except StopIteration:
-                return
-            except Exception as err:
-                raise BagReadError(f'bag {path} is corrupt: {err}') from err
-            try:
-                msg = reader.deserialize(raw, conn.msgtype)
-                stamp, item = _decode_stamped(kinds[conn.msgtype], msg)
-            except Exception as err:  # DataError or a deserializer error: skip, never stop
-                counters['malformed'] += 1
-                counters[f'malformed{conn.topic}'] += 1
-                if counters[f'malformed{conn.topic}'] == 1:
-                    _log.warning('bag %s: skipping malformed message on %s: %s (further ones '
-                                 'on this topic are only counted)', path, conn.topic, err)
-                continue
-            counters['read'] += 1
-            yield conn.topic, stamp, item
-    finally:
-        reader.close()
-
-
-__all__ = ['FrameArrays', 'RssiHold', 'S_TH_DBM', 'Window', 'WindowBuilder',
-           'build_windows_from_messages', 'frame_from_synced', 'iter_windows_from_messages',
-           'label_windows', 'link_blocked', 'read_bag_messages']
+__all__ = ['FrameArrays', 'RssiHold', 'S_TH_DBM', 'Window', 'WindowBuilder', 'empty_window',
+           'frame_from_synced', 'link_blocked']

@@ -86,11 +86,10 @@ def tokenizer_flops(model: MultiModalTransformer) -> float:
 def dummy_window(cfg, *, batch: int = 1, device='cpu', dtype=torch.float32, seed: int = 0):
     """A random window with the shapes ``cfg`` expects (benchmarks, FLOPs tracing, tests)."""
     g = torch.Generator().manual_seed(seed)
-    T = cfg.n_frames
-    shapes = {'image': (3, *cfg.image_hw), 'lidar': (3, *cfg.bev_hw),
-              'radar': (cfg.n_radar_points, 4), 'gps': (cfg.gps_dim,), 'rssi': (cfg.rssi_dim,)}
-    return {m: torch.rand((batch, T, *shapes[m]), generator=g).to(device=device, dtype=dtype)
-            for m in cfg.modalities}
+    from .preprocess import frame_shapes
+    return {m: torch.rand((batch, cfg.n_frames, *shape), generator=g).to(device=device,
+                                                                          dtype=dtype)
+            for m, shape in frame_shapes(cfg).items()}
 
 
 def count_flops(model: MultiModalTransformer) -> dict:

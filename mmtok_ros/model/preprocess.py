@@ -14,6 +14,13 @@ from .config import ModelConfig
 BEV_CHANNELS = 3  # occupancy, max height, mean intensity
 
 
+def frame_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """Per-frame input shape of every modality ``cfg`` uses: the one place that says them."""
+    shapes = {'image': (3, *cfg.image_hw), 'lidar': (BEV_CHANNELS, *cfg.bev_hw),
+              'radar': (cfg.n_radar_points, 4), 'gps': (cfg.gps_dim,), 'rssi': (cfg.rssi_dim,)}
+    return {m: shapes[m] for m in cfg.modalities}
+
+
 def image_to_input(rgb: np.ndarray, cfg: ModelConfig) -> np.ndarray:
     """(H, W, 3) uint8 RGB -> (3, h, w) float32 in [0, 1] at ``cfg.image_hw`` (area resize)."""
     if rgb.ndim != 3 or rgb.shape[2] != 3:

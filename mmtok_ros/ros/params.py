@@ -11,14 +11,14 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Callable
 
+from ..constants import FRAME_PERIOD_MS, S_TH_DBM
+from ..data.stream import StreamConfig
 from ..runtime.handover import HysteresisConfig
 
 SHIPPED_MODEL = 'handover_rsu_cpu_g40.pt'
-# Same as the offline dataset builder (mmtok_ros.train.build.SYNC_OPTIONS), so a window the
-# node builds while a bag plays equals the window built from that bag for training.
-SYNC_SLOP_MS = 50.0
-SYNC_PARTIAL_WAIT_MS = 150.0
-SYNC_EMIT_PARTIAL = True
+# The offline dataset builder's defaults too (one definition), so a window the node builds
+# while a bag plays equals the window built from that bag for training.
+_STREAM = StreamConfig()
 _HYSTERESIS = HysteresisConfig()   # the node's defaults are the library's
 
 
@@ -71,24 +71,28 @@ RSU_NODE_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec('warmup', True, 'run a warm-up inference at start-up and log its time',
               read_only=True),
     # synchronization and windows
-    ParamSpec('sync_slop_ms', SYNC_SLOP_MS, 'largest stamp spread of one synchronized frame',
+    ParamSpec('sync_slop_ms', _STREAM.slop_ms,
+              'largest stamp spread of one synchronized frame',
               0.0, 1000.0, read_only=True),
-    ParamSpec('sync_partial_wait_ms', SYNC_PARTIAL_WAIT_MS, 'how long a late modality is '
+    ParamSpec('sync_partial_wait_ms', _STREAM.partial_wait_ms, 'how long a late modality is '
               'waited for before a frame goes on without it (marked absent)', 0.0, 10000.0,
               read_only=True),
-    ParamSpec('sync_queue_size', 10, 'messages queued per input in the synchronizer', 1, 1000,
+    ParamSpec('sync_queue_size', _STREAM.queue_size,
+              'messages queued per input in the synchronizer', 1, 1000,
               read_only=True),
-    ParamSpec('sync_time_jump_ms', 1000.0, 'a stamp this much older than the newest one seen '
+    ParamSpec('sync_time_jump_ms', _STREAM.time_jump_ms,
+              'a stamp this much older than the newest one seen '
               'on its topic is a time jump back (looped bag, restarted clock): queues and '
               'windows are cleared; smaller steps back are out-of-order messages', 1.0,
               3600000.0, read_only=True),
     ParamSpec('window_frames', 5, 'frames per window (tau); must match the model', 1, 64,
               read_only=True),
-    ParamSpec('frame_period_ms', 300.0, 'sensor frame period', 1.0, 10000.0, read_only=True),
+    ParamSpec('frame_period_ms', FRAME_PERIOD_MS, 'sensor frame period', 1.0, 10000.0,
+              read_only=True),
     ParamSpec('silent_after_periods', 5, 'warn once when an input has been silent this many '
               'frame periods', 1, 1000),
     # handover
-    ParamSpec('s_th_dbm', -47.0, 'S_th of Eq. 8: serving RSSI below it means blocked',
+    ParamSpec('s_th_dbm', S_TH_DBM, 'S_th of Eq. 8: serving RSSI below it means blocked',
               -150.0, 0.0, read_only=True),
     ParamSpec('rsu_id', 'rsu1', 'this RSU (the home RSU whose link is predicted)',
               read_only=True),
@@ -129,7 +133,8 @@ BAG_REPLAY_PARAMS: tuple[ParamSpec, ...] = (
               1.0, 1000.0, read_only=True),
     ParamSpec('qos_depth', 10, 'depth of the reliable publishers', 1, 1000, read_only=True),
     ParamSpec('wait_for_subscribers', 0, 'wait until every played topic has this many '
-              'subscribers before starting (0: start at once)', 0, 100, read_only=True),
+              'subscribers before starting (0: start at once); latched topics recorded '
+              'transient local (/tf_static) are not waited on', 0, 100, read_only=True),
     ParamSpec('wait_timeout_s', 10.0, 'longest wait for subscribers, then start anyway',
               0.0, 3600.0, read_only=True),
     ParamSpec('start_delay_s', 0.0, 'pause after the wait, before the first message',
@@ -149,13 +154,15 @@ HANDOVER_EMULATOR_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec('target_rsu', 'rsu2', 'RSU handed over to', read_only=True),
     ParamSpec('truth_path', '', 'truth sidecar (scenario_XX.truth.json) for the true RSSI and '
               'the oracle; empty: measured RSSI only', read_only=True),
-    ParamSpec('out_dir', 'results/emulation', 'directory for PNG, CSV and summary.json',
+    ParamSpec('out_dir', 'results/emulation', 'directory for PNG, CSV and summary.json; '
+              'a relative path is taken from the working directory the node was started in '
+              '(replay.launch.py: where ros2 launch ran); the absolute path is logged',
               read_only=True),
     ParamSpec('stem', '', 'file name stem of the PNG/CSV (empty: scenario name)',
               read_only=True),
-    ParamSpec('s_th_dbm', -47.0, 'S_th: the reactive baseline hands over below it',
+    ParamSpec('s_th_dbm', S_TH_DBM, 'S_th: the reactive baseline hands over below it',
               -150.0, 0.0, read_only=True),
-    ParamSpec('frame_period_ms', 300.0, 'frame period', 1.0, 10000.0, read_only=True),
+    ParamSpec('frame_period_ms', FRAME_PERIOD_MS, 'frame period', 1.0, 10000.0, read_only=True),
     ParamSpec('reactive_off_frames', 5, 'reactive baseline: frames at or above S_th before '
               'handing back', 1, 1000, read_only=True),
     ParamSpec('exit_after_idle_s', 0.0, 'write the results and exit after this long without '

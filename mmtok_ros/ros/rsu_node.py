@@ -191,8 +191,9 @@ class RsuNode(Node):
         items, events = self.stream.accept(topic, msg)
         for event in events:
             if event.first:
-                self.get_logger().warning(f'{event.text} (further ones on {topic} only '
-                                          f'counted as {event.reason} in /diagnostics)')
+                what = 'rejected input: ' if event.rejected else ''
+                self.get_logger().warning(f'{what}{event.text} (further ones only counted as '
+                                          f'{event.reason} in /diagnostics)')
         for item in items:
             if isinstance(item, TimeJump):
                 self.silence.reset()

@@ -10,15 +10,15 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from ..data.window import iter_windows_from_messages, read_bag_messages
+from ..data.bag import read_bag_messages
+from ..data.stream import StreamConfig, iter_windows_from_messages
 from ..model import ModelConfig
 from .dataset import WindowDataset
 
 _log = logging.getLogger(__name__)
 
-# Sync options shared with the RSU node's defaults: partial frames let a silent modality
-# through (marked absent) instead of losing the whole frame.
-SYNC_OPTIONS = dict(slop_ns=50_000_000, emit_partial=True, partial_wait_ns=150_000_000)
+# The RSU node's defaults (one definition): raw messages go through the node's decode policy.
+STREAM_CONFIG = StreamConfig()
 
 
 def scenario_dirs(data_dir: str | Path) -> list[Path]:
@@ -41,7 +41,8 @@ def windows_of_bag(bag: Path, cfg: ModelConfig, group: int, stats: Counter) -> W
     bag_stats: dict[str, int] = {}
     counters: Counter = Counter()
     for window, label in iter_windows_from_messages(
-            read_bag_messages(bag, counters=counters), cfg, stats=bag_stats, **SYNC_OPTIONS):
+            read_bag_messages(bag, counters=counters, decode=False), cfg, raw=True,
+            config=STREAM_CONFIG, stats=bag_stats):
         rows = []
         for t, stamp in enumerate(window.stamps_ns.tolist()):
             if stamp not in frame_row:
@@ -70,7 +71,7 @@ def _cache_key(bags: list[Path], cfg: ModelConfig) -> str:
               if k in ('modalities', 'n_frames', 'image_hw', 'bev_hw', 'bev_range_m',
                        'bev_ground_z_m', 'bev_max_z_m', 'rssi_dim')}
     stamp = [(b.name, (b / 'metadata.yaml').stat().st_mtime_ns) for b in bags]
-    blob = json.dumps([inputs, stamp, SYNC_OPTIONS], sort_keys=True, default=str)
+    blob = json.dumps([inputs, stamp, STREAM_CONFIG.to_dict()], sort_keys=True, default=str)
     return hashlib.sha1(blob.encode()).hexdigest()[:12]
 
 

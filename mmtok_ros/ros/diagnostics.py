@@ -1,0 +1,103 @@
+"""What the nodes report on /diagnostics: key/value formatting and the health checks.
+
+ROS types are imported inside the functions that build messages, so the checks themselves
+(``SilenceWatch``, ``MissStreak``) are plain Python and unit-testable without rclpy.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any, Iterable
+
+
+def key_values(values: dict[str, Any]) -> list:
+    """A flat dict -> ``diagnostic_msgs/KeyValue`` list (floats with 4 decimals)."""
+    from diagnostic_msgs.msg import KeyValue
+    out = []
+    for key, value in values.items():
+        if isinstance(value, bool):
+            text = 'true' if value else 'false'
+        elif isinstance(value, float):
+            text = f'{value:.4f}'
+        elif value is None:
+            text = ''
+        else:
+            text = str(value)
+        out.append(KeyValue(key=key, value=text))
+    return out
+
+
+def set_stamp(header: Any, stamp_ns: int) -> None:
+    """Write integer nanoseconds into a ``std_msgs/Header`` stamp."""
+    header.stamp.sec, header.stamp.nanosec = divmod(int(stamp_ns), 1_000_000_000)
+
+
+def status_array(*, name: str, hardware_id: str, level: int, message: str,
+                 values: dict[str, Any], stamp: Any = None, stamp_ns: int | None = None,
+                 frame_id: str = ''):
+    """One ``DiagnosticStatus`` in a ``DiagnosticArray``."""
+    from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+    msg = DiagnosticArray()
+    if stamp is not None:
+        msg.header.stamp = stamp
+    elif stamp_ns is not None:
+        set_stamp(msg.header, stamp_ns)
+    msg.header.frame_id = frame_id
+    msg.status = [DiagnosticStatus(level=level, name=name, message=message,
+                                   hardware_id=hardware_id, values=key_values(values))]
+    return msg
+
+
+class SilenceWatch:
+    """Inputs silent for longer than ``after_ns``, each reported once until it is back.
+
+    Measured in data time (the newest stamp of any input) so it works at any replay rate;
+    in wall time since start-up while nothing at all has arrived, and since the last
+    message once every input has stopped.
+    """
+
+    def __init__(self, topics: Iterable[str]) -> None:
+        self.topics = list(topics)
+        self.start_wall_ns = time.monotonic_ns()
+        self.last_input_wall_ns: int | None = None
+        self._warned: set[str] = set()
+
+    def heard(self) -> None:
+        self.last_input_wall_ns = time.monotonic_ns()
+
+    def check(self, sync: Any, after_ns: int) -> tuple[list[str], list[str]]:
+        """(silent topics, those newly silent: worth one WARN each)."""
+        now = time.monotonic_ns()
+        last_wall = self.last_input_wall_ns or self.start_wall_ns
+        if now - last_wall > after_ns:
+            silent = list(self.topics)         # nothing at all for a while
+        else:
+            newest = sync.newest_stamp_ns
+            silent = [] if newest is None else sync.silent_topics(newest, after_ns)
+        new = [t for t in silent if t not in self._warned]
+        self._warned = set(silent)             # re-arm once a topic is back
+        return silent, new
+
+    def reset(self) -> None:
+        self._warned.clear()
+
+
+class MissStreak:
+    """Consecutive deadline misses; warn once when the streak reaches ``warn_after``."""
+
+    def __init__(self) -> None:
+        self.streak = 0
+        self._warned = False
+
+    def update(self, met: bool, warn_after: int) -> bool:
+        """Record one window; True exactly when a WARN is due."""
+        if met:
+            self.streak, self._warned = 0, False
+            return False
+        self.streak += 1
+        if self.streak >= warn_after and not self._warned:
+            self._warned = True
+            return True
+        return False
+
+
+__all__ = ['MissStreak', 'SilenceWatch', 'key_values', 'set_stamp', 'status_array']
