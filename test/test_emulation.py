@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 
+from mmtok_ros.reports import emulation as report
 from mmtok_ros.runtime import emulation as emu
 from mmtok_ros.runtime.handover import HandoverDecision, HysteresisConfig
 
@@ -106,7 +107,7 @@ def test_write_outputs(tmp_path):
     tl = timeline()
     results = emu.emulate(tl, {'proactive': [], 'reactive': emu.reactive_switches(tl),
                                'oracle': emu.oracle_switches(tl)})
-    doc = emu.write_outputs(tmp_path, tl, results)
+    doc = report.write_outputs(tmp_path, tl, results)
     assert (tmp_path / 'scenario_test.png').stat().st_size > 1000
     rows = (tmp_path / 'scenario_test.csv').read_text().splitlines()
     assert len(rows) == 31 and rows[0].startswith('frame,t_s,rssi_rsu1_dbm')
@@ -124,13 +125,13 @@ def test_checks_and_table_rows_read_the_emulation_metrics():
     results = emu.emulate(tl, {'proactive': late, 'reactive': emu.reactive_switches(tl),
                                'oracle': emu.oracle_switches(tl)})
     metrics = {p: r.metrics for p, r in results.items()}
-    check = emu.proactive_check('s', metrics)
+    check = report.proactive_check('s', metrics)
     assert check == {'scenario': 's', 'proactive_before_blockage': False,
                      'proactive_above_reactive': False}     # two frames later than reactive
-    rows = emu.policy_rows('s', metrics)
+    rows = report.policy_rows('s', metrics)
     assert [r['policy'] for r in rows] == ['proactive', 'reactive', 'oracle']
     assert [r['before'] for r in rows] == [False, False, True]
-    table = emu.markdown_table(rows)
+    table = report.markdown_table(rows)
     assert '| s | oracle | yes | 300 |' in table and '| s | reactive | no | 0 |' in table
 
 

@@ -106,6 +106,7 @@ def _switches(doc: dict, t0_ns: int):
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..reports import emulation as report
     from ..reports.e2e import format_table
     from ..ros.pipeline import run_pipeline
     from ..ros_env import local_dds_env
@@ -151,15 +152,15 @@ def run(args: argparse.Namespace) -> int:
         policies['reactive'] = emu.reactive_switches(timeline, measured)
         policies['oracle'] = emu.oracle_switches(timeline)
         results = emu.emulate(timeline, policies)
-        emu.write_csv(out / f'fig5_{name}.csv', timeline, results)
-        emu.plot(out / f'fig5_{name}.png', timeline, results,
+        report.write_csv(out / f'fig5_{name}.csv', timeline, results)
+        report.plot(out / f'fig5_{name}.png', timeline, results,
                  title=f'{name} ({scenario["kind"]}): served RSSI')
         metrics = {p: r.metrics for p, r in results.items()}
         summary['scenarios'][name] = {'kind': scenario['kind'], 'policies': metrics,
                                       'blockage_intervals_ns':
                                           timeline.blockage_intervals_ns}
-        checks.append(emu.proactive_check(name, metrics, 'proactive (proposed)'))
-        table_rows += emu.policy_rows(name, metrics)
+        checks.append(report.proactive_check(name, metrics, 'proactive (proposed)'))
+        table_rows += report.policy_rows(name, metrics)
     e2e_rows = []
     for label in models:
         lat = [float(s['latency_ms']) for name in runs for s in runs[name][label]['statuses']]
@@ -181,12 +182,12 @@ def run(args: argparse.Namespace) -> int:
     (out / 'summary.json').write_text(json.dumps(summary, indent=1, default=str) + '\n')
     md = ['# mmtok demo results', '',
           f'Bags: `{data}`; models: ' + ', '.join(f'{k} `{v}`' for k, v in models.items()),
-          '', emu.markdown_table(table_rows), '',
+          '', report.markdown_table(table_rows), '',
           '## End to end (1x replay, real node processes)', '',
           '```', format_table(e2e_rows), '```', '']
     (out / 'summary.md').write_text('\n'.join(md))
     print()
-    print(emu.markdown_table(table_rows))
+    print(report.markdown_table(table_rows))
     print(format_table(e2e_rows))
     for c in checks:
         print(f"[demo] {c['scenario']}: proactive handed over before the blockage: "

@@ -53,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..devices import resolve_device
     from ..model.checkpoint import load_model
+    from ..reports import emulation as report
     from ..runtime import emulation as emu
     from ..runtime.handover import HysteresisConfig
     from ..train.build import dataset_from_bags
@@ -97,14 +98,14 @@ def run(args: argparse.Namespace) -> int:
         metrics = {p: r.metrics for p, r in results.items()}
         blocked = bool(timeline.blockage_intervals_ns)
         if blocked or metrics['proactive']['handovers']:
-            emu.write_csv(out / f'fig5_{name}.csv', timeline, results)
-            emu.plot(out / f'fig5_{name}.png', timeline, results,
+            report.write_csv(out / f'fig5_{name}.csv', timeline, results)
+            report.plot(out / f'fig5_{name}.png', timeline, results,
                      title=f"{name} ({truths[name].get('kind', '')}): served RSSI")
         scenarios[name] = {'kind': truths[name].get('kind'), 'blocked': blocked,
                            'policies': metrics}
-        rows += emu.policy_rows(name, metrics)
+        rows += report.policy_rows(name, metrics)
         if blocked:
-            checks.append(emu.proactive_check(name, metrics))
+            checks.append(report.proactive_check(name, metrics))
     blocked_names = [n for n in wanted if scenarios[n]['blocked']]
     clear_names = [n for n in wanted if not scenarios[n]['blocked']]
 
@@ -127,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
                                     for p in emu.POLICIES},
            'checks': checks, 'scenarios': scenarios}
     (out / 'summary.json').write_text(json.dumps(doc, indent=1) + '\n')
-    table = emu.markdown_table(rows)
+    table = report.markdown_table(rows)
     (out / 'summary.md').write_text(f'# mmtok emulate: `{args.model}` on `{args.data}`\n\n'
                                     f'decision latency {latency_ms:.1f} ms\n\n{table}')
     print(table)

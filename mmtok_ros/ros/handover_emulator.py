@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data.decode import stamp_ns
+from ..reports.emulation import write_outputs
 from ..runtime import emulation as emu
 from .params import HANDOVER_EMULATOR_PARAMS, declare
 from .runtime import StartupError, handover_qos, run_node, sensor_qos, status_qos
@@ -48,6 +49,8 @@ class HandoverEmulatorNode(Node):
                 self.truth = emu.load_truth(p.truth_path)
             except (OSError, ValueError) as err:
                 raise StartupError(f'cannot start: truth sidecar {p.truth_path}: {err}') from None
+        # relative to the working directory at start (ros2 launch: where it ran), once
+        self.out_dir = Path(p.out_dir).expanduser().resolve()
         self._lock = threading.Lock()
         self.triggers: list[dict] = []
         self.predictions: list[tuple[int, float, float]] = []
@@ -66,7 +69,7 @@ class HandoverEmulatorNode(Node):
             self.create_timer(0.2, self._check_idle,
                               clock=Clock(clock_type=ClockType.STEADY_TIME))
         self.get_logger().info(f'emulating handover {p.home_rsu} -> {p.target_rsu} from '
-                               f'{p.handover_topic}; results to {p.out_dir}')
+                               f'{p.handover_topic}; results to {self.out_dir}')
 
     def _on_trigger(self, msg: DiagnosticArray) -> None:
         values = _values(msg)
@@ -139,13 +142,14 @@ class HandoverEmulatorNode(Node):
                     'oracle': emu.oracle_switches(timeline)}
         results = emu.emulate(timeline, policies)
         stem = p.stem or timeline.name or 'emulation'
-        doc = emu.write_outputs(Path(p.out_dir), timeline, results, stem=stem)
+        doc = write_outputs(self.out_dir, timeline, results, stem=stem)
         self.written = doc
         lines = [f'{n}: mean {r.metrics["mean_served_rssi_dbm"]:.1f} dBm, below S_th '
                  f'{r.metrics["time_below_threshold_s"]:.1f} s, {r.metrics["handovers"]} '
                  f'handovers, lead {r.metrics["lead_time_ms"]} ms'
                  for n, r in results.items() if r.metrics['mean_served_rssi_dbm'] is not None]
-        self.get_logger().info(f'wrote {p.out_dir}/summary.json ({len(triggers)} triggers): '
+        self.get_logger().info(f'wrote {self.out_dir / "summary.json"} ({len(triggers)} '
+                               'triggers): '
                                + '; '.join(lines))
         return doc
 
