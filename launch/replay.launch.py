@@ -1,12 +1,17 @@
 """Replay a testbed bag through the RSU node and emulate the handover (Fig. 5).
 
 ros2 launch mmtok_ros replay.launch.py bag:=data/scenario_05 truth:=data/scenario_05.truth.json
+
+The launch ends when the bag does; the emulator's results go to out_dir (default
+./results/emulation under the directory ros2 launch runs in).
 """
 import os
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
+from launch.actions import DeclareLaunchArgument, EmitEvent, RegisterEventHandler
+from launch.event_handlers import OnProcessExit
+from launch.events import Shutdown
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
@@ -25,8 +30,11 @@ def generate_launch_description() -> LaunchDescription:
                               description='model file (empty: the shipped model)'),
         DeclareLaunchArgument('device', default_value='cuda',
                               description='cpu, cuda or cuda:N (cuda falls back to cpu)'),
-        DeclareLaunchArgument('out_dir', default_value='results/emulation',
-                              description='where the emulator writes PNG, CSV, summary.json'),
+        # absolute, from the directory ros2 launch runs in (the emulator logs the path)
+        DeclareLaunchArgument('out_dir',
+                              default_value=os.path.join(os.getcwd(), 'results', 'emulation'),
+                              description='where the emulator writes PNG, CSV, summary.json '
+                                          '(relative: to the directory launch runs in)'),
     ]
     replay = Node(
         package='mmtok_ros',
@@ -64,4 +72,9 @@ def generate_launch_description() -> LaunchDescription:
                      'out_dir': LaunchConfiguration('out_dir'),
                      'use_sim_time': True}],
     )
-    return LaunchDescription(args + [rsu, emulator, replay])
+    # The bag has ended (bag_replay exits when done, unless loop:=true): shut the launch
+    # down, which stops rsu_node and makes the emulator write its results.
+    end_with_the_bag = RegisterEventHandler(OnProcessExit(
+        target_action=replay,
+        on_exit=[EmitEvent(event=Shutdown(reason='bag_replay finished the bag'))]))
+    return LaunchDescription(args + [rsu, emulator, replay, end_with_the_bag])

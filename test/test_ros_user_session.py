@@ -4,6 +4,7 @@ delivers it (two SIGINTs), and the end of a replay."""
 from __future__ import annotations
 
 import itertools
+import time
 
 import pytest
 
@@ -178,3 +179,146 @@ def test_two_sigints_as_launch_sends_them_exit_quietly_with_0(kind, model, bag, 
         assert rc == 0, f'gap {gap} s: {out}'
         assert 'Traceback' not in out and 'KeyboardInterrupt' not in out, out
         assert 'Failed to publish log message' not in out, out
+
+
+# ---------------------------------------------------------------- the end of a replay
+def test_replay_launch_ends_when_bag_replay_exits():
+    import ast
+    from pathlib import Path
+
+    from test_launch_files import calls, keyword
+    tree = ast.parse((Path(__file__).resolve().parents[1] / 'launch' /
+                      'replay.launch.py').read_text())
+    replay_var = next(t.id for n in ast.walk(tree) if isinstance(n, ast.Assign)
+                      for t in n.targets if isinstance(n.value, ast.Call)
+                      and getattr(n.value.func, 'id', '') == 'Node'
+                      and ast.literal_eval(keyword(n.value, 'executable')) == 'bag_replay')
+    handlers = [c for c in calls(tree, 'OnProcessExit')
+                if getattr(keyword(c, 'target_action'), 'id', None) == replay_var]
+    assert len(handlers) == 1, 'no OnProcessExit handler on bag_replay'
+    assert calls(handlers[0], 'Shutdown'), 'bag_replay ending does not shut the launch down'
+    registered = next(n for n in ast.walk(tree) if isinstance(n, ast.Assign)
+                      and handlers[0] in ast.walk(n.value)
+                      and getattr(n.value.func, 'id', '') == 'RegisterEventHandler')
+    returned = next(n.value for n in ast.walk(tree) if isinstance(n, ast.Return))
+    assert registered.targets[0].id in {n.id for n in ast.walk(returned)
+                                        if isinstance(n, ast.Name)}, \
+        'the event handler is not in the LaunchDescription'
+    out_dir = next(c for c in calls(tree, 'DeclareLaunchArgument')
+                   if ast.literal_eval(c.args[0]) == 'out_dir')
+    assert 'getcwd' in ast.dump(keyword(out_dir, 'default_value')), \
+        'out_dir must default to an absolute path under the directory launch runs in'
+
+
+def _latched_bag(path, n_rssi: int = 20):
+    """A bag with a transient-local topic (like /tf_static) and one sensor topic."""
+    from rosbags.interfaces import QosDurability, QosReliability
+    from rosbags.rosbag2 import StoragePlugin, Writer
+
+    from mmtok_ros.sim import bag_writer as bw
+    ts = bw.TYPESTORE
+    latched_qos = bw._qos(QosReliability.RELIABLE, QosDurability.TRANSIENT_LOCAL, 1)
+    with Writer(path, version=bw.BAG_VERSION, storage_plugin=StoragePlugin.MCAP) as writer:
+        latched = writer.add_connection('/session/latched', 'std_msgs/msg/String',
+                                        typestore=ts, offered_qos_profiles=[latched_qos])
+        rssi = writer.add_connection('/session/rssi', 'sensor_msgs/msg/Temperature',
+                                     typestore=ts, offered_qos_profiles=[bw.RELIABLE_QOS])
+        t0 = 1_700_000_000_000_000_000
+        writer.write(latched, t0, ts.serialize_cdr(ts.types['std_msgs/msg/String'](
+            data='static'), 'std_msgs/msg/String'))
+        for k in range(n_rssi):
+            stamp = t0 + (k + 1) * 100_000_000
+            msg = ts.types['sensor_msgs/msg/Temperature'](
+                header=bw.header(stamp, 'rsu'), temperature=-40.0, variance=1.0)
+            writer.write(rssi, stamp, ts.serialize_cdr(msg, 'sensor_msgs/msg/Temperature'))
+    return path
+
+
+def test_latched_topic_keeps_transient_local_and_is_not_waited_on(tmp_path):
+    import rclpy
+    from rclpy.context import Context
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import Temperature
+    from std_msgs.msg import String
+
+    from mmtok_ros.ros.runtime import init_rclpy, status_qos
+    bag = _latched_bag(tmp_path / 'latched')
+    ctx = Context()
+    init_rclpy([], context=ctx)
+    node = rclpy.create_node(f'latched_listener_{next(_names)}', context=ctx)
+    executor = SingleThreadedExecutor(context=ctx)
+    executor.add_node(node)
+    rssi, latched = [], []
+    # a subscriber on the sensor topic only: the replay must start without one on the latched
+    node.create_subscription(Temperature, '/session/rssi', rssi.append, status_qos(50))
+    replay = NodeProcess('bag_replay', f'bag:={bag}', 'publish_clock:=false',
+                         'wait_for_subscribers:=1', 'wait_timeout_s:=60.0',
+                         ros_args=('-r', f'__node:=replay_latched_{next(_names)}'))
+    spin = (lambda: (executor.spin_once(timeout_sec=0.05), False)[1])
+    try:
+        assert wait_until(lambda: spin() or 'playing' in replay.output, 30), replay.output
+        assert 'starting anyway' not in replay.output, replay.output
+        # a late subscriber, transient local: gets the latched message only if it was
+        # republished transient local (a volatile publisher never matches it)
+        node.create_subscription(String, '/session/latched', latched.append, QoSProfile(
+            depth=1, reliability=ReliabilityPolicy.RELIABLE,
+            durability=DurabilityPolicy.TRANSIENT_LOCAL))
+        assert wait_until(lambda: spin() or bool(latched), 10), replay.output
+        assert latched[0].data == 'static'
+        infos = node.get_publishers_info_by_topic('/session/latched')
+        assert infos and infos[0].qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL
+        wait_until(lambda: spin() or replay.proc.poll() is not None, 30)
+    finally:
+        if replay.proc.poll() is None:
+            replay.interrupt()
+        rc, out = replay.finish()
+        executor.shutdown()
+        node.destroy_node()
+        ctx.try_shutdown()
+    assert rc == 0 and 'Traceback' not in out, out
+    assert len(rssi) == 20
+
+
+def test_emulator_writes_results_on_shutdown_under_a_resolved_out_dir(tmp_path):
+    import os
+
+    import rclpy
+    from rclpy.context import Context
+    from sensor_msgs.msg import Temperature
+
+    from mmtok_ros.ros.runtime import init_rclpy, sensor_qos
+    from ros_helpers import rssi_msg
+    k = next(_names)
+    topics = [f'/session{k}/rssi/rsu1', f'/session{k}/rssi/rsu2']
+    cwd = os.getcwd()
+    os.chdir(tmp_path)          # the emulator process inherits it: out_dir is relative to it
+    try:
+        emulator = NodeProcess('handover_emulator', 'out_dir:=rel/out',
+                               f'rssi_topics:=["{topics[0]}", "{topics[1]}"]',
+                               ros_args=('-r', f'__node:=emulator_out_{k}'))
+    finally:
+        os.chdir(cwd)
+    ctx = Context()
+    init_rclpy([], context=ctx)
+    node = rclpy.create_node(f'rssi_feeder_{k}', context=ctx)
+    pubs = [node.create_publisher(Temperature, t, sensor_qos(10)) for t in topics]
+    try:
+        assert emulator.wait_for('emulating', 60), emulator.output
+        assert str(tmp_path / 'rel' / 'out') in emulator.output   # the absolute path
+        assert wait_until(lambda: all(p.get_subscription_count() >= 1 for p in pubs), 20)
+        base = 1_700_000_000_000_000_000
+        for i in range(30):
+            for pub, dbm in zip(pubs, (-40.0 - i, -45.0)):
+                pub.publish(rssi_msg(base + i * 300_000_000, dbm))
+            time.sleep(0.01)
+        time.sleep(0.5)
+        emulator.interrupt(0.1)
+        rc, out = emulator.finish()
+    finally:
+        node.destroy_node()
+        ctx.try_shutdown()
+    assert rc == 0 and 'Traceback' not in out, out
+    summary = tmp_path / 'rel' / 'out' / 'summary.json'
+    assert summary.is_file(), out
+    assert f'wrote {summary}' in out

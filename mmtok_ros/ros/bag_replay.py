@@ -35,6 +35,26 @@ def message_class(msgtype: str) -> type | None:
         return None
 
 
+def latched_qos(conn: Any, reader: Any) -> QoSProfile | None:
+    """Reliable transient-local QoS for a topic recorded transient local (``/tf_static``);
+    None for every other topic.
+
+    The depth is the recorded one, but at least the number of messages on the topic (up to
+    1000): each static broadcaster sends its own message, and a late subscriber must get
+    every one of them, not the last.
+    """
+    from rosbags.interfaces import QosDurability
+    profiles = getattr(getattr(conn, 'ext', None), 'offered_qos_profiles', None) or []
+    durable = any(q.durability == QosDurability.TRANSIENT_LOCAL for q in profiles)
+    if not durable and not (conn.topic == '/tf_static' and not profiles):
+        return None
+    recorded = max((int(q.depth) for q in profiles), default=1)
+    count = sum(c.msgcount for c in reader.connections if c.topic == conn.topic)
+    return QoSProfile(depth=max(1, recorded, min(count, 1000)),
+                      history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
+                      durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+
 class BagReplayNode(Node):
     """Publishes a bag's messages at their recorded pace (see module docstring)."""
 
@@ -54,6 +74,7 @@ class BagReplayNode(Node):
                          reliability=ReliabilityPolicy.RELIABLE,
                          durability=DurabilityPolicy.VOLATILE)
         self.publishers_by_topic: dict[str, Any] = {}
+        self.latched_topics: set[str] = set()
         self.connections = []
         for conn in self._reader.connections:
             if wanted and conn.topic not in wanted:
@@ -64,8 +85,11 @@ class BagReplayNode(Node):
                                           'importable here')
                 continue
             if conn.topic not in self.publishers_by_topic:
-                self.publishers_by_topic[conn.topic] = self.create_publisher(cls, conn.topic,
-                                                                             qos)
+                latched = latched_qos(conn, self._reader)
+                if latched is not None:
+                    self.latched_topics.add(conn.topic)
+                self.publishers_by_topic[conn.topic] = self.create_publisher(
+                    cls, conn.topic, latched or qos)
             self.connections.append(conn)
         missing = sorted(set(wanted) - set(self.publishers_by_topic))
         if missing:
@@ -98,8 +122,10 @@ class BagReplayNode(Node):
             return
         deadline = time.monotonic() + timeout
         while not self._stop.is_set():
+            # latched topics (/tf_static) reach late subscribers anyway: not waited on
             counts = {t: pub.get_subscription_count()
-                      for t, pub in self.publishers_by_topic.items()}
+                      for t, pub in self.publishers_by_topic.items()
+                      if t not in self.latched_topics}
             if all(c >= need for c in counts.values()):
                 self.get_logger().info(f'{need} subscriber(s) on every topic; starting')
                 return
