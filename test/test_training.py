@@ -260,3 +260,52 @@ def test_keep_ratios_are_their_own_optimiser_group_without_weight_decay():
     assert len(everything) == len({id(p) for p in everything}) == len(list(model.parameters()))
     with pytest.raises(ValueError, match='keep_ratio_lr'):
         TrainConfig(keep_ratio_lr=0.0)
+
+
+def test_adamw_decays_only_weight_matrices():
+    from mmtok_ros.model import MultiModalTransformer
+    from mmtok_ros.train.trainer import TrainConfig, parameter_groups
+    model = MultiModalTransformer(preset('rsu-mini'))
+    names = {id(p): n for n, p in model.named_parameters()}
+    groups = {g['name']: g for g in parameter_groups(model, TrainConfig(weight_decay=0.05))}
+    decayed = {names[id(p)] for p in groups['decay']['params']}
+    assert groups['decay']['weight_decay'] == 0.05 and groups['no_decay']['weight_decay'] == 0.0
+    assert 'layers.0.block.attn.qkv.weight' in decayed and 'head.weight' in decayed
+    assert 'frame_tokenizer.tokenizers.image.stem.0.weight' in decayed           # conv
+    for never in ('cls', 'temporal.weight', 'frame_tokenizer.missing', 'layers.0.keep_ratio',
+                  'frame_tokenizer.modality_embedding.weight', 'frame_tokenizer.spatial.image',
+                  'layers.0.block.ln1.weight', 'head.bias', 'ln_f.weight',
+                  'frame_tokenizer.tokenizers.image.stem.1.weight'):                # batch norm
+        assert never not in decayed, never
+    assert all(p.ndim >= 2 for p in groups['decay']['params'])
+
+
+def test_accuracy_optimal_threshold_by_hand():
+    from mmtok_ros.train.trainer import accuracy_optimal_threshold
+    p = np.array([0.1, 0.3, 0.6, 0.8, 0.9])
+    labels = np.array([0, 0, 0, 1, 1])
+    # every threshold in (0.6, 0.8] is right on all five: 0.61 ... 0.80, the middle is 0.71
+    assert accuracy_optimal_threshold(p, labels) == (0.71, 1.0)
+    # weighting the third window down to nothing widens the plateau to (0.3, 0.8]
+    t, acc = accuracy_optimal_threshold(p, labels, np.array([1, 1, 0, 1, 1]))
+    assert t == 0.56 and acc == 1.0
+
+
+def test_the_model_file_carries_its_decision_threshold(testbed, tmp_path):
+    from mmtok_ros.model import MultiModalTransformer
+    from mmtok_ros.model.checkpoint import (DEFAULT_DECISION_THRESHOLD, ModelFileError,
+                                            save_model)
+    path = tmp_path / 'm.pt'
+    assert main(['train', '--data', str(testbed), '--preset', 'rsu-mini', '--epochs', '1',
+                 '--batch-size', '8', '--out', str(path), '--no-progress']) == 0
+    model, meta = load_model(path)
+    chosen = meta['history']['decision_threshold']
+    assert 0 < meta['decision_threshold'] == chosen['value'] == model.decision_threshold <= 1
+    assert chosen['n_windows'] == chosen['of_windows'] == len(
+        dataset_from_bags(testbed, preset('rsu-mini'), progress=False)[0])
+    # an old file without one loads with 0.5; a broken one is refused
+    old = save_model(tmp_path / 'old.pt', MultiModalTransformer(preset('rsu-mini')))
+    assert load_model(old)[0].decision_threshold == DEFAULT_DECISION_THRESHOLD == 0.5
+    bad = save_model(tmp_path / 'bad.pt', model, meta={'decision_threshold': 1.5})
+    with pytest.raises(ModelFileError, match='decision_threshold'):
+        load_model(bad)

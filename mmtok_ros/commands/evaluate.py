@@ -21,8 +21,9 @@ def add_arguments(p) -> None:
     p.add_argument('--device', default='auto')
     p.add_argument('--out', default=None,
                    help='JSON file to write (handover); output folder (beam, default results/beam)')
-    p.add_argument('--threshold', type=float, default=0.5,
-                   help='handover: p_blocked at or above which a window counts as predicted blocked')
+    p.add_argument('--threshold', type=float, default=None,
+                   help='handover: p_blocked at or above which a window counts as predicted '
+                        'blocked (default: the threshold the model file carries, else 0.5)')
     p.add_argument('--no-progress', action='store_true')
     add_beam_arguments(p)
 
@@ -48,7 +49,8 @@ def run(args) -> int:
     if wanted:
         data = data.subset(np.flatnonzero(np.isin(data.groups, [names.index(b) for b in wanted])))
     result = {'model': str(args.model), 'data': str(args.data), 'bags': wanted or names,
-              **evaluate(model, data, threshold=args.threshold)}
+              **evaluate(model, data, threshold=model.decision_threshold if args.threshold is None
+                         else args.threshold)}
     print(f"accuracy: {result['accuracy']:.4f} on {result['n']} windows "
           f"(blocked precision {result.get('precision_blocked', float('nan')):.3f}, "
           f"recall {result.get('recall_blocked', float('nan')):.3f}; blockage onsets announced "

@@ -16,6 +16,12 @@ def add_train_options(p) -> None:
     p.add_argument('--batch-size', type=int, default=16)
     p.add_argument('--lr', type=float, default=1e-4)
     p.add_argument('--weight-decay', type=float, default=0.01)
+    p.add_argument('--coupled-weight-decay', action='store_true',
+                   help='the old optimiser: Adam with L2 on every parameter (default: AdamW, '
+                        'decay on linear/conv weight matrices only)')
+    p.add_argument('--threshold-windows', type=int, default=1024,
+                   help='training windows used to choose the decision threshold written into '
+                        'the model file (0: keep 0.5)')
     p.add_argument('--keep-ratio-lr', type=float, default=2e-3,
                    help="learning rate of the keep ratios r_l (their own group, no weight decay; "
                         "beyond the paper, which uses --lr for them too)")
@@ -32,6 +38,8 @@ def train_config(args, seed: int = 0):
     from ..train.trainer import TrainConfig
     return TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                        weight_decay=args.weight_decay, keep_ratio_lr=args.keep_ratio_lr,
+                       decay_norms_and_biases=args.coupled_weight_decay,
+                       threshold_windows=args.threshold_windows,
                        seed=seed, device=args.device,
                        steady_fraction=args.steady_fraction,
                        modality_dropout=args.modality_dropout)
@@ -72,11 +80,18 @@ def run(args) -> int:
                                  init=init)
     meta = {'train_bags': [n for n in names if n not in holdout], 'holdout_bags': holdout,
             'history': history, 'keep_ratios': model.keep_ratios().tolist()}
+    threshold = 0.5
+    if 'decision_threshold' in history:   # chosen on the training windows, read by the node
+        threshold = history['decision_threshold']['value']
+        meta['decision_threshold'] = threshold
+        print(f"decision threshold {threshold:.2f} (training-window accuracy "
+              f"{history['decision_threshold']['train_accuracy']:.4f}; at 0.5: "
+              f"{history['decision_threshold']['train_accuracy_at_0.5']:.4f})")
     if init is not None:  # the model's whole training record, oldest first
         meta['init'] = {'model': str(args.init), **{k: init_meta.get(k) for k in
                         ('train_bags', 'holdout_bags', 'history', 'holdout', 'init')}}
     if held.any():
-        meta['holdout'] = evaluate(model, data.subset(np.flatnonzero(held)))
+        meta['holdout'] = evaluate(model, data.subset(np.flatnonzero(held)), threshold=threshold)
         print(f"held-out accuracy: {meta['holdout']['accuracy']:.4f} on {meta['holdout']['n']} windows")
     path = save_model(args.out, model, meta=meta)
     print(f"trained {cfg.preset}/{cfg.method} gamma'={cfg.target_keep_ratio} in "

@@ -16,6 +16,9 @@ from .config import ModelConfig
 from .transformer import MultiModalTransformer
 
 FORMAT = 'mmtok_ros.model/1'
+# p_blocked at or above which a window is predicted blocked, for model files that carry no
+# threshold chosen in training (written before issue 16)
+DEFAULT_DECISION_THRESHOLD = 0.5
 
 
 class ModelFileError(RuntimeError):
@@ -69,4 +72,21 @@ def load_model(path: str | os.PathLike, *, device: str | torch.device = 'cpu',
         first = str(err).splitlines()[:3]
         raise ModelFileError(f'{path}: weights do not match the {cfg.preset}/{cfg.method} '
                              f'architecture: {" ".join(first)[:400]}') from None
-    return model.to(device).eval(), dict(payload.get('meta', {}))
+    meta = dict(payload.get('meta', {}))
+    # the threshold chosen in training (0.5 for older files), for the node and evaluate
+    model.decision_threshold = decision_threshold(meta, path)
+    return model.to(device).eval(), meta
+
+
+def decision_threshold(meta: dict, path: str | os.PathLike = '<meta>') -> float:
+    """The decision threshold a model file carries (``meta['decision_threshold']``, chosen on
+    its training windows by ``mmtok train``), or 0.5 for older files. The node's explicit
+    ``blocked_threshold`` parameter overrides it."""
+    value = meta.get('decision_threshold', DEFAULT_DECISION_THRESHOLD)
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise ModelFileError(f'{path}: decision_threshold {value!r} is not a number') from None
+    if not 0.0 < value <= 1.0:
+        raise ModelFileError(f'{path}: decision_threshold {value} is outside (0, 1]')
+    return value

@@ -36,7 +36,8 @@ def cross_validate(cfg: ModelConfig, data: WindowDataset, *, folds: int, seeds: 
         for k, (train_rows, test_rows) in enumerate(splits):
             model, history = train_model(cfg, data.subset(train_rows), replace(tc, seed=seed),
                                          progress=progress, desc=f'{cfg.method} fold {k} seed {seed}')
-            result = evaluate(model, data.subset(test_rows))
+            threshold = history.get('decision_threshold', {}).get('value', 0.5)
+            result = evaluate(model, data.subset(test_rows), threshold=threshold)
             runs.append({'fold': k, 'seed': seed, 'test_groups': np.unique(data.groups[test_rows]).tolist(),
                          **result, 'train_seconds': history['seconds'],
                          'keep_ratios': history['keep_ratios'][-1] if history['keep_ratios'] else []})

@@ -1,6 +1,10 @@
 """Training with Eq. 19 (task loss + lambda (r_avg - gamma')^2) and evaluation.
 
-Adam with the paper's defaults (Section IV: lr 1e-4, weight decay 0.01, batch 16).
+The paper's defaults (Section IV: lr 1e-4, weight decay 0.01, batch 16) with AdamW: the decay
+is decoupled and applies to the weight matrices of linear and convolution layers only, not to
+norms, biases, embeddings, the CLS and ``missing`` tokens, or the keep ratios r_l (coupled L2
+on everything held the link-status head down; issue 16). After training, the decision
+threshold is chosen on the training windows and returned in the history.
 """
 from __future__ import annotations
 
@@ -24,6 +28,7 @@ class TrainConfig:
     batch_size: int = 16
     lr: float = 1e-4
     weight_decay: float = 0.01
+    decay_norms_and_biases: bool = False   # True: the coupled-L2 behaviour of before (Adam)
     # r_l's own learning rate (beyond the paper, which trains r_l with everything else at
     # 1e-4): Adam moves a parameter by about its learning rate per step, so at 1e-4 a keep
     # ratio cannot leave its initial value in the few hundred steps a CPU run has. 2e-3 lets
@@ -45,6 +50,10 @@ class TrainConfig:
     # probability, so the learned ``missing`` token is trained and a silent sensor degrades
     # the prediction instead of wrecking it. 0: off.
     modality_dropout: float = 0.0
+    # Decision threshold: the p_blocked at which the training windows are classified best
+    # (accuracy), chosen after training on at most this many training windows (all windows near
+    # a label change plus a weighted sample of the steady ones); 0: keep 0.5.
+    threshold_windows: int = 1024
 
     def __post_init__(self) -> None:
         if not 0.0 < self.steady_fraction <= 1.0:
@@ -62,13 +71,25 @@ def task_loss(logits: torch.Tensor, labels: torch.Tensor, pos_weight: torch.Tens
     return F.cross_entropy(logits, labels.long())
 
 
+_DECAYED_MODULES = (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d)
+
+
 def parameter_groups(model: MultiModalTransformer, tc: TrainConfig) -> list[dict]:
-    """Optimiser groups: the trainable keep ratios r_l (Eq. 18) in their own group with their
-    own learning rate and no weight decay; everything else at ``lr`` with ``weight_decay``."""
+    """AdamW groups: weight matrices of linear/conv layers at ``lr`` with ``weight_decay``;
+    norms, biases, embeddings, CLS, ``missing`` and spatial tokens at ``lr`` without decay;
+    the trainable keep ratios r_l (Eq. 18) in their own group at ``keep_ratio_lr``, no decay."""
     ratios = [layer.keep_ratio for layer in model.routed_layers() if layer.keep_ratio.requires_grad]
     ratio_ids = {id(p) for p in ratios}
+    decayed = {id(m.weight) for m in model.modules() if isinstance(m, _DECAYED_MODULES)}
     rest = [p for p in model.parameters() if p.requires_grad and id(p) not in ratio_ids]
-    groups = [{'params': rest, 'lr': tc.lr, 'weight_decay': tc.weight_decay, 'name': 'weights'}]
+    if tc.decay_norms_and_biases:
+        decay, no_decay = rest, []
+    else:
+        decay = [p for p in rest if id(p) in decayed]
+        no_decay = [p for p in rest if id(p) not in decayed]
+    groups = [{'params': decay, 'lr': tc.lr, 'weight_decay': tc.weight_decay, 'name': 'decay'},
+              {'params': no_decay, 'lr': tc.lr, 'weight_decay': 0.0, 'name': 'no_decay'}]
+    groups = [g for g in groups if g['params']]
     if ratios:
         groups.append({'params': ratios, 'lr': tc.keep_ratio_lr, 'weight_decay': 0.0,
                        'name': 'keep_ratios'})
@@ -108,7 +129,10 @@ def train_model(cfg: ModelConfig, data: WindowDataset, tc: TrainConfig = TrainCo
     model = (init if init is not None else MultiModalTransformer(cfg)).to(device).train()
     groups = parameter_groups(model, tc)
     params = [p for g in groups for p in g['params']]
-    opt = torch.optim.Adam(groups, lr=tc.lr)
+    if tc.decay_norms_and_biases:   # the old recipe: coupled L2 (Adam's weight_decay)
+        opt = torch.optim.Adam(groups, lr=tc.lr)
+    else:
+        opt = torch.optim.AdamW(groups, lr=tc.lr)
     near = data.near_transition(tc.transition_radius) if tc.steady_fraction < 1.0 else None
     pos_weight = None
     if cfg.n_classes == 1 and tc.balance_classes:
@@ -155,7 +179,49 @@ def train_model(cfg: ModelConfig, data: WindowDataset, tc: TrainConfig = TrainCo
     bar.close()
     history['seconds'] = time.perf_counter() - start
     history['train_config'] = asdict(tc)
-    return model.eval(), history
+    model.eval()
+    if cfg.n_classes == 1 and tc.threshold_windows > 0:
+        history['decision_threshold'] = choose_threshold(
+            model, data, max_windows=tc.threshold_windows, radius=tc.transition_radius,
+            seed=tc.seed)
+    return model, history
+
+
+def accuracy_optimal_threshold(p_blocked: np.ndarray, labels: np.ndarray,
+                               weights: np.ndarray | None = None) -> tuple[float, float]:
+    """(threshold, weighted accuracy): the grid threshold 0.01 ... 0.99 that classifies the
+    windows best (predicted blocked when p >= threshold); among equally good thresholds the
+    middle one, so that a plateau does not push the decision to its edge."""
+    weights = np.ones(len(labels)) if weights is None else np.asarray(weights, float)
+    grid = np.round(np.arange(0.01, 1.0, 0.01), 2)
+    correct = ((p_blocked[None, :] >= grid[:, None]) == (labels[None, :] == 1))   # (G, W)
+    accuracy = (correct * weights).sum(1) / weights.sum()
+    best = np.flatnonzero(accuracy >= accuracy.max() - 1e-12)
+    i = best[len(best) // 2]
+    return float(grid[i]), float(accuracy[i])
+
+
+def choose_threshold(model: MultiModalTransformer, data: WindowDataset, *, max_windows: int,
+                     radius: int = 3, seed: int = 0) -> dict:
+    """The decision threshold chosen on (training) windows: every window near a label change
+    and a random sample of the steady ones, weighted back to their share, so that at most
+    ``max_windows`` windows cost an inference pass."""
+    rows, weights = np.arange(len(data)), np.ones(len(data))
+    if len(data) > max_windows:
+        near = data.near_transition(radius)
+        steady = np.flatnonzero(~near)
+        n_steady = max(1, min(len(steady), max_windows - int(near.sum())))
+        keep = np.random.default_rng(seed).choice(steady, size=n_steady, replace=False)
+        rows = np.concatenate([np.flatnonzero(near), keep])
+        weights = np.concatenate([np.ones(int(near.sum())), np.full(n_steady,
+                                                                     len(steady) / n_steady)])
+    sub = data.subset(rows)
+    p_blocked = torch.sigmoid(torch.from_numpy(predict(model, sub)[:, 0])).numpy()
+    threshold, accuracy = accuracy_optimal_threshold(p_blocked, sub.labels, weights)
+    half = float((((p_blocked >= 0.5) == (sub.labels == 1)) * weights).sum() / weights.sum())
+    return {'value': threshold, 'criterion': 'accuracy on training windows',
+            'train_accuracy': accuracy, 'train_accuracy_at_0.5': half,
+            'n_windows': int(len(rows)), 'of_windows': int(len(data))}
 
 
 @torch.no_grad()
