@@ -196,3 +196,52 @@ def test_bad_model_file_exits_with_one_line(tmp_path):
         lines = [line for line in out.splitlines() if line.strip()]
         assert len(lines) == 1 and '[FATAL]' in lines[0] and 'cannot start' in lines[0], out
         assert cases[name][1] in lines[0] and str(cases[name][0]) in lines[0]
+
+
+# ------------------------------------------------------------------ broken clocks, absurd values
+@pytest.mark.parametrize('clock', ['zero', 'stuck'])
+def test_camera_with_a_broken_clock_costs_the_camera_only(h, clock, capfd):
+    h.frames(range(6))
+    n = len(h.statuses)
+    stuck_ns = h.base_ns + 6 * P_NS + 3_000_000
+    for k in range(6, 16):
+        stamp = 0 if clock == 'zero' else stuck_ns
+        h.frame(k, image=image_msg(stamp))
+    # link statuses keep coming from LiDAR and RSSI, the camera marked absent
+    assert h.wait_statuses(n + 5), 'a broken camera clock stopped the output'
+    assert h.wait_idle()
+    reason = 'zero_stamp' if clock == 'zero' else 'stuck_stamp'
+    expected = 10 if clock == 'zero' else 9        # a stuck clock's first stamp is taken
+    assert rejected(h, 'image', reason) == expected
+    assert h.node.stats()['sync/time_jump'] == 0   # one bad stamp never clears the windows
+    assert diag(h, f'rejected/{h.topics["image"]}:{reason}', expected)
+    assert capfd.readouterr().err.count(f'{h.topics["image"]}: header stamp') == 1
+
+
+def test_impossible_rssi_is_rejected_like_nan(h):
+    h.frames(range(6))
+    h.frame(6, rsu1=rssi_msg(h.base_ns + 6 * P_NS, 1e9))
+    h.frame(7, rsu2=rssi_msg(h.base_ns + 7 * P_NS, -1e9))
+    bad_variance = rssi_msg(h.base_ns + 8 * P_NS, -40.0)
+    bad_variance.variance = -1.0
+    h.frame(8, rsu1=bad_variance)
+    assert rejected(h, 'rsu1', 'RssiDecodeError') == 2
+    assert rejected(h, 'rsu2', 'RssiDecodeError') == 1
+    h.wait_idle()
+    still_works(h, 9)
+    assert h.node.stream.hold.substituted >= 3
+
+
+def test_no_input_ever_is_a_warning_naming_the_topics(model_path, capfd):
+    h = Harness(model_path, silent_after_periods=1)          # 300 ms
+    try:
+        assert wait_until(lambda: any(m.status[0].level == m.status[0].WARN
+                                      for m in h.diagnostics), 5.0)
+        last = values(h.diagnostics[-1])
+        for kind in ('image', 'lidar', 'rsu1', 'rsu2'):
+            assert h.topics[kind] in last['silent_topics'], kind
+        err = capfd.readouterr().err
+        assert err.count(f'no message on {h.topics["image"]}') == 1
+        assert 'QoS' in err
+    finally:
+        h.close()

@@ -122,3 +122,23 @@ def test_cuda_requested_without_gpu_warns_and_uses_cpu(make, capfd):
     err = capfd.readouterr().err
     assert "device 'cuda' requested but" in err and 'falling back to cpu' in err
     assert 'warm-up inference' in err
+
+
+def test_parameters_changed_at_run_time_change_the_behaviour(make):
+    from rclpy.parameter import Parameter
+    h = make(blocked_threshold=1.0)                 # nothing is ever blocked
+    h.frames(range(6))
+    assert h.wait_statuses(2) and h.wait_idle()
+    assert all(values(m)['predicted_status'] == 'clear' for m in h.statuses)
+    result = h.node.set_parameters([Parameter('blocked_threshold', value=0)])[0]  # an int
+    assert result.successful, result.reason
+    n = len(h.statuses)
+    h.frames(range(6, 9))
+    assert h.wait_statuses(n + 2)
+    assert all(values(m)['predicted_status'] == 'blocked' for m in h.statuses[n:])
+    # out of range and read-only: refused with a reason, nothing changes
+    bad = h.node.set_parameters([Parameter('blocked_threshold', value=1.5)])[0]
+    assert not bad.successful and 'blocked_threshold' in bad.reason
+    ro = h.node.set_parameters([Parameter('window_frames', value=3)])[0]
+    assert not ro.successful and 'read-only' in ro.reason
+    assert h.node.predictor.threshold == 0.0

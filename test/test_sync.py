@@ -191,3 +191,16 @@ def test_bad_arguments_raise():
         make().add('radar', 0, None)
     with pytest.raises(ValueError, match='unique'):
         ApproximateTimeSynchronizer(['a', 'a'], slop_ns=1)
+
+
+def test_a_present_topic_with_a_stuck_clock_does_not_hold_up_the_others():
+    # frames 0-3 complete; the camera's frame 4 comes alone (LiDAR and RSSI lost it), then the
+    # camera's clock sticks (its repeats are rejected upstream, so it sends nothing new)
+    sync = make(emit_partial=True, partial_wait_ns=150 * MS)
+    msgs = [(t, k * 100 * MS) for k in range(4) for t in TOPICS] + [('cam', 400 * MS)]
+    msgs += [(t, k * 100 * MS) for k in range(5, 12) for t in ('lidar', 'rssi')]
+    out = feed(sync, msgs)
+    assert [f.stamp_ns // MS for f in out[:5]] == [0, 100, 200, 300, 400]
+    assert out[4].missing == ('lidar', 'rssi')
+    assert len(out) >= 9                      # lidar + rssi frames keep coming after it
+    assert all(f.stamps_ns['cam'] is None for f in out[5:])
