@@ -171,3 +171,26 @@ def test_separate_processes_read_typed_fields(tmp_path):
     assert got['tokens_per_layer'] == [10, 6] and got['stamp_sec'] == 1234
     assert isinstance(got.get('target_rsu'), str) and got['target_rsu'] == 'rsu3'
     assert got['reason'] == HandoverTrigger.REASON_PREDICTED_BLOCKAGE
+
+
+def test_wheel_cmake_fix_rewrites_both_include_dirs_once(tmp_path):
+    """tools/fix_ros_wheel_cmake.py (run by `make msgs`): both strings, idempotent."""
+    import importlib.util
+    import sysconfig
+    from pathlib import Path
+
+    import numpy
+    tool = Path(__file__).resolve().parents[1] / 'tools' / 'fix_ros_wheel_cmake.py'
+    spec = importlib.util.spec_from_file_location('fix_ros_wheel_cmake', tool)
+    fix = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fix)
+    exported = tmp_path / 'share' / 'std_msgs' / 'cmake' / 'export_x__pyExport.cmake'
+    exported.parent.mkdir(parents=True)
+    container = '/opt/python/cp311-cp311'
+    exported.write_text(f'INTERFACE_INCLUDE_DIRECTORIES "{container}/include/python3.11;'
+                        f'{container}/lib/python3.11/site-packages/numpy/_core/include"\n')
+    assert fix.main([str(tmp_path)]) == 0
+    text = exported.read_text()
+    assert text == (f'INTERFACE_INCLUDE_DIRECTORIES "{sysconfig.get_paths()["include"]};'
+                    f'{numpy.get_include()}"\n')
+    assert fix.main([str(tmp_path)]) == 0 and exported.read_text() == text
