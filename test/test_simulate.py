@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mmtok_ros.constants import S_TH_DBM
 from mmtok_ros.sim import camera, channel, lidar, scene
 from mmtok_ros.sim.simulate import simulate
 
@@ -54,7 +55,7 @@ def test_blocked_below_threshold_below_unblocked():
     blk_xy = np.stack([t * rx[:, 0], np.full(len(rx), scene.LANE_Y_M['near'])], 1)
     loss = channel.box_blockage_loss_db(tx, rx, blk_xy, truck.length_m, truck.height_m)
     blocked = channel.mean_rssi_dbm(tx, rx, loss)
-    assert np.all(blocked < channel.S_TH_DBM) and np.all(channel.S_TH_DBM < free)
+    assert np.all(blocked < S_TH_DBM) and np.all(S_TH_DBM < free)
     # moved far along the road it no longer blocks; at the onset the loss ramps up smoothly
     far_xy = blk_xy + [30.0, 0.0]
     assert np.all(channel.box_blockage_loss_db(tx, rx, far_xy, truck.length_m,
@@ -88,10 +89,10 @@ def test_default_kinds_block_and_clear():
         assert abs(sc.blocker.speed_mps) <= scene.MAX_SPEED_MPS
         assert 2.0 <= sc.blocker_vehicle.height_m <= 4.0
         rssi1 = sim_mod.channel_truth(sc, t_s, zero)['rssi']['rsu1']
-        n_blocked = int((rssi1 < channel.S_TH_DBM).sum())
+        n_blocked = int((rssi1 < S_TH_DBM).sum())
         if kind.blocks:
             assert n_blocked >= 3, kind.name
-            assert rssi1[:5].min() > channel.S_TH_DBM, kind.name   # history before blockage
+            assert rssi1[:5].min() > S_TH_DBM, kind.name   # history before blockage
         else:
             assert n_blocked == 0 and rssi1.min() > -46.0, kind.name
 

@@ -67,22 +67,17 @@ def resolve_models(model: str = '', mha_model: str = '', *,
     models written to ``scratch`` (enough for latency: it does not depend on the weights)."""
     from ..model import MultiModalTransformer, preset
     from ..model.checkpoint import save_model
-    from ..ros.params import default_model_path
-    root = Path(__file__).resolve().parents[2] / 'models'
-    chosen = {'proposed': Path(model) if model else Path(default_model_path()),
-              'mha': Path(mha_model) if mha_model else root / 'handover_rsu_cpu_mha.pt'}
-    for label, method in (('proposed', 'routed'), ('mha', 'mha')):
-        explicit = model if label == 'proposed' else mha_model
-        if chosen[label].is_file():
-            continue
-        if explicit:
-            raise FileNotFoundError(f'model file not found: {chosen[label]}')
-        path = Path(scratch) / f'untrained_rsu_cpu_{method}.pt'
-        if not path.is_file():
-            save_model(path, MultiModalTransformer(preset('rsu-cpu', method=method)),
-                       meta={'note': 'untrained: for latency benchmarks only'})
-        print(f'[e2e] no trained {label} model found ({chosen[label]}); using untrained '
-              f'rsu-cpu {method} weights {path} (latency does not depend on them)')
+    from ..model.shipped import choose_model_file, shipped_model_path
+    chosen = {}
+    for label, explicit, method in (('proposed', model, 'routed'), ('mha', mha_model, 'mha')):
+        path = choose_model_file(explicit, method)
+        if path is None:
+            path = Path(scratch) / f'untrained_rsu_cpu_{method}.pt'
+            if not path.is_file():
+                save_model(path, MultiModalTransformer(preset('rsu-cpu', method=method)),
+                           meta={'note': 'untrained: for latency benchmarks only'})
+            print(f'[e2e] no trained {label} model found ({shipped_model_path(method)}); using '
+                  f'untrained rsu-cpu {method} weights {path} (latency does not depend on them)')
         chosen[label] = path
     return chosen
 

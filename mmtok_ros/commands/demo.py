@@ -81,19 +81,16 @@ def _quick_model(method: str, data: Path, out: Path, epochs: int) -> Path:
 
 
 def _models(args, data: Path, out: Path) -> dict[str, Path]:
-    from ..ros.params import default_model_path
-    root = Path(__file__).resolve().parents[2] / 'models'
-    wanted = {'proposed': (args.model or default_model_path(), 'routed'),
-              'mha': (args.mha_model or str(root / 'handover_rsu_cpu_mha.pt'), 'mha')}
+    from ..model.shipped import choose_model_file, shipped_model_path
     models = {}
-    for label, (path, method) in wanted.items():
-        if Path(path).is_file():
-            models[label] = Path(path)
+    for label, explicit, method in (('proposed', args.model, 'routed'),
+                                    ('mha', args.mha_model, 'mha')):
+        path = choose_model_file(explicit, method)
+        if path is not None:
+            models[label] = path
             continue
-        if (label == 'proposed' and args.model) or (label == 'mha' and args.mha_model):
-            raise FileNotFoundError(f'model file not found: {path}')
-        print(f'[demo] no trained {label} model at {path}: training a quick small '
-              f'{method} model on the demo bags ({args.epochs} epochs; 32x32 inputs, so its '
+        print(f'[demo] no trained {label} model at {shipped_model_path(method)}: training a '
+              f'quick small {method} model on the demo bags ({args.epochs} epochs; 32x32 inputs, so its '
               'latency is not the rsu-cpu model\'s: see `mmtok bench --e2e` for that)')
         models[label] = _quick_model(method, data, out, args.epochs)
     return models

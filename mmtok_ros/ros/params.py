@@ -7,15 +7,14 @@ themselves import no rclpy, so tools and tests can read them without ROS.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Callable
 
 from ..constants import FRAME_PERIOD_MS, S_TH_DBM
 from ..data.stream import StreamConfig
+from ..model.shipped import SHIPPED_MODEL
 from ..runtime.handover import HysteresisConfig
 
-SHIPPED_MODEL = 'handover_rsu_cpu_g40.pt'
 # The offline dataset builder's defaults too (one definition), so a window the node builds
 # while a bag plays equals the window built from that bag for training.
 _STREAM = StreamConfig()
@@ -168,22 +167,6 @@ HANDOVER_EMULATOR_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec('exit_after_idle_s', 0.0, 'write the results and exit after this long without '
               'RSSI once some arrived (0: only at shutdown)', 0.0, 3600.0, read_only=True),
 )
-
-
-def default_model_path() -> str:
-    """The shipped model: installed package share dir if ament knows it, else the source tree."""
-    try:
-        from ament_index_python.packages import (PackageNotFoundError,
-                                                 get_package_share_directory)
-        try:
-            candidate = Path(get_package_share_directory('mmtok_ros')) / 'models' / SHIPPED_MODEL
-            if candidate.is_file():
-                return str(candidate)
-        except (PackageNotFoundError, ValueError, KeyError, OSError):  # OSError: no ament env
-            pass
-    except ImportError:
-        pass
-    return str(Path(__file__).resolve().parents[2] / 'models' / SHIPPED_MODEL)
 
 
 def defaults(specs: tuple[ParamSpec, ...]) -> dict[str, Any]:
@@ -380,5 +363,4 @@ def declare(node: Any, specs: tuple[ParamSpec, ...], *,
 
 
 __all__ = ['BAG_REPLAY_PARAMS', 'HANDOVER_EMULATOR_PARAMS', 'ParamSpec', 'RSU_NODE_PARAMS',
-           'RuntimeParameters', 'SHIPPED_MODEL', 'check_value', 'declare', 'default_model_path',
-           'defaults']
+           'RuntimeParameters', 'SHIPPED_MODEL', 'check_value', 'declare', 'defaults']

@@ -18,10 +18,11 @@ from typing import Any
 from ..data.stream import StreamConfig, TimeJump, WindowStream
 from ..data.window import Window, empty_window
 from ..model.checkpoint import ModelFileError, load_model
+from ..model.shipped import default_model_path
 from ..runtime.handover import HandoverDecision, HysteresisConfig
 from ..timing import RollingPercentiles
 from .diagnostics import MissStreak, SilenceWatch, status_array
-from .params import RSU_NODE_PARAMS, declare, default_model_path
+from .params import RSU_NODE_PARAMS, declare
 from .runtime import StartupError, handover_qos, run_node, sensor_qos, status_qos
 
 from rclpy.clock import Clock, ClockType

@@ -33,7 +33,7 @@ Model (all numbers are module constants below)::
   bag carries in Temperature.variance).
 
 "True" RSSI in the ground truth is everything but n; the label threshold is S_th = -47 dBm,
-paper Eq. (8).
+paper Eq. (8) (``constants.S_TH_DBM``).
 """
 from __future__ import annotations
 
@@ -52,7 +52,6 @@ ELEV_MAX_LOSS_DB = 20.0
 SHADOW_SIGMA_DB = 1.5
 SHADOW_DECORR_M = 2.0
 NOISE_SIGMA_DB = 0.75
-S_TH_DBM = -47.0                                # paper Sec. IV-B, Eq. (8)
 
 
 def reference_path_loss_db(wavelength_m: float = WAVELENGTH_M) -> float:

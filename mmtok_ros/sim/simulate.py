@@ -31,11 +31,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ..constants import FRAME_PERIOD_NS, S_TH_DBM
 from . import bag_writer as bw
 from . import camera, channel, lidar
 from .scene import RSU_XYZ_M, Scenario, make_scenario, static_boxes
 
-FRAME_PERIOD_NS = 300_000_000
 DEFAULT_FRAMES = 85                      # 10 x 85 frames ~ 800 five-frame windows (Sec. IV-B)
 T0_NS = 1_717_200_000_000_000_000        # fixed epoch (2024-06-01) so bags are reproducible
 SCENARIO_SPACING_NS = 3_600 * 1_000_000_000
@@ -187,7 +187,7 @@ def simulate_scenario(out_dir: Path, index: int, seed: int, n_frames: int,
     for rsu in RSU_XYZ_M:
         at_stamp = channel_truth(sc, rel_s(nominal_ns + jit[rsu]), xi)['rssi'][rsu]
         measured[rsu] = np.round(at_stamp + noise_db[rsu], 2)
-    blocked = truth['rssi']['rsu1'] < channel.S_TH_DBM
+    blocked = truth['rssi']['rsu1'] < S_TH_DBM
     cam_rng, lidar_rng = _rng(seed, index, 'camera'), _rng(seed, index, 'lidar')
     statics = static_boxes()
     variance_db2 = channel.NOISE_SIGMA_DB ** 2
@@ -241,7 +241,7 @@ def simulate_scenario(out_dir: Path, index: int, seed: int, n_frames: int,
     truth_doc = {
         'version': TRUTH_VERSION, 'scenario': name, 'index': index, **sc.describe(),
         'frame_period_ns': FRAME_PERIOD_NS, 't0_ns': int(t0_ns), 'n_frames': n_frames,
-        's_th_dbm': channel.S_TH_DBM, 'rsu_xyz_m': {r: _r(v) for r, v in RSU_XYZ_M.items()},
+        's_th_dbm': S_TH_DBM, 'rsu_xyz_m': {r: _r(v) for r, v in RSU_XYZ_M.items()},
         'drop_modality': list(drop) if drop else None,
         'rssi_noise_variance_db2': variance_db2,
         'blockage_intervals_ns': runs, 'n_blocked_frames': int(blocked.sum()),
