@@ -35,7 +35,6 @@ class Attention(nn.Module):
         self.n_heads, self.head_dim = n_heads, head_dim
         self.qkv = nn.Linear(d_model, 3 * n_heads * head_dim)
         self.proj = nn.Linear(n_heads * head_dim, d_model)
-        self.use_sdpa = True
 
     def forward(self, x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
         B, N, _ = x.shape
@@ -43,10 +42,8 @@ class Attention(nn.Module):
         q, k, v = qkv.unbind(0)                                        # (B, h, N, hd)
         if bias is not None:
             bias = bias.to(q.dtype)
-        if self.use_sdpa:  # flash / memory-efficient kernels where available
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
-        else:
-            y = plain_attention(q, k, v, bias)
+        # flash / memory-efficient kernels where available; plain_attention is its reference
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
         return self.proj(y.transpose(1, 2).reshape(B, N, -1))          # (B, N, d)
 
 

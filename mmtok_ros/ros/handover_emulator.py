@@ -19,7 +19,7 @@ from ..data.decode import stamp_ns
 from ..reports.emulation import write_outputs
 from ..runtime import emulation as emu
 from .params import HANDOVER_EMULATOR_PARAMS, declare
-from .runtime import StartupError, handover_qos, run_node, sensor_qos, status_qos
+from .runtime import StartupError, handover_qos, run_node, sensor_qos
 
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
@@ -53,15 +53,12 @@ class HandoverEmulatorNode(Node):
         self.out_dir = Path(p.out_dir).expanduser().resolve()
         self._lock = threading.Lock()
         self.triggers: list[dict] = []
-        self.predictions: list[tuple[int, float, float]] = []
         self.samples: dict[str, list[tuple[int, float]]] = {p.home_rsu: [], p.target_rsu: []}
-        self.rejected = 0
+        self.rejected = 0          # non-finite RSSI readings: left out, logged once, counted
         self.written: dict | None = None
         self._last_rssi_wall = None
         self.create_subscription(DiagnosticArray, p.handover_topic, self._on_trigger,
                                  handover_qos(depth=10))
-        self.create_subscription(DiagnosticArray, p.link_status_topic, self._on_status,
-                                 status_qos())
         for rsu, topic in zip((p.home_rsu, p.target_rsu), p.rssi_topics):
             self.create_subscription(Temperature, topic,
                                      lambda m, r=rsu: self._on_rssi(r, m), sensor_qos(10))
@@ -80,20 +77,14 @@ class HandoverEmulatorNode(Node):
                                   'latency_ms': latency_ms,
                                   'target_rsu': values.get('target_rsu', '')})
 
-    def _on_status(self, msg: DiagnosticArray) -> None:
-        values = _values(msg)
-        try:
-            p_blocked = float(values['p_blocked'])
-            latency_ms = float(values.get('latency_ms') or 0.0)
-        except (KeyError, ValueError):
-            return
-        with self._lock:
-            self.predictions.append((stamp_ns(msg.header), p_blocked, latency_ms))
-
     def _on_rssi(self, rsu: str, msg: Temperature) -> None:
         value = float(msg.temperature)
         if not math.isfinite(value):
             self.rejected += 1
+            if self.rejected == 1:
+                self.get_logger().warning(f'non-finite RSSI {value} from {rsu} left out of the '
+                                          'emulation (logged once; the count is in the '
+                                          'final line)')
             return
         with self._lock:
             self.samples[rsu].append((stamp_ns(msg.header), value))
@@ -149,7 +140,7 @@ class HandoverEmulatorNode(Node):
                  f'handovers, lead {r.metrics["lead_time_ms"]} ms'
                  for n, r in results.items() if r.metrics['mean_served_rssi_dbm'] is not None]
         self.get_logger().info(f'wrote {self.out_dir / "summary.json"} ({len(triggers)} '
-                               'triggers): '
+                               f'triggers, {self.rejected} non-finite RSSI left out): '
                                + '; '.join(lines))
         return doc
 

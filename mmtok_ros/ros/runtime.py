@@ -119,14 +119,12 @@ class LatestSlot:
         self._item = None
         self._closed = False
         self.skipped = 0
-        self.put_count = 0
 
     def put(self, item) -> bool:
         """Store ``item``; True if it replaced one that was never taken."""
         with self._cond:
             replaced = self._item is not None
             self.skipped += int(replaced)
-            self.put_count += 1
             self._item = item
             self._cond.notify()
             return replaced
