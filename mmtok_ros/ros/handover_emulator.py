@@ -4,7 +4,7 @@ Records the RSU node's handover triggers (with the time they arrive here: the ha
 executes when the decision is known, so a late inference hands over late) and both RSUs'
 measured RSSI; at shutdown, or ``exit_after_idle_s`` after the RSSI stops, it runs the
 ROS-free emulation (``mmtok_ros.runtime.emulation``) and writes ``<stem>.png``,
-``<stem>.csv`` and ``summary.json`` to ``out_dir``. Run it with ``use_sim_time`` while a bag
+``<stem>.csv`` and ``summary.json`` to ``out_dir`` (``mmtok_ros.reports.emulation``). Run it with ``use_sim_time`` while a bag
 plays so trigger times are bag times.
 """
 from __future__ import annotations
