@@ -47,3 +47,44 @@ def local_dds_env(env: dict[str, str] | None = None) -> dict[str, str]:
     if not env.get('ROS_DOMAIN_ID', '').isdigit():
         env['ROS_DOMAIN_ID'] = str(random.SystemRandom().randint(1, 101))
     return env
+
+
+# Fast DDS 3 (Kilted and later) reads FASTDDS_*, Fast DDS 2 (Humble, Iron, Jazzy) FASTRTPS_*;
+# setting the old name under Fast DDS 3 only earns a deprecation warning.
+_FASTDDS2_DISTROS = ('humble', 'iron', 'jazzy')
+DDS_PROFILE_NAME = 'fastdds_profile.xml'
+
+
+def shipped_dds_profile() -> str | None:
+    """Path of config/fastdds_profile.xml: installed share dir, else the source tree."""
+    from pathlib import Path
+    try:
+        from ament_index_python.packages import get_package_share_directory
+        candidate = Path(get_package_share_directory('mmtok_ros')) / 'config' / DDS_PROFILE_NAME
+        if candidate.is_file():
+            return str(candidate)
+    except Exception:  # noqa: BLE001 - not installed with ament, no ament env: source tree
+        pass
+    candidate = Path(__file__).resolve().parents[1] / 'config' / DDS_PROFILE_NAME
+    return str(candidate) if candidate.is_file() else None
+
+
+def use_shipped_dds_profile(env: dict[str, str] | None = None) -> str | None:
+    """Point Fast DDS at the shipped profile unless the user chose one; returns the file used.
+
+    The profile gives the shared-memory transport a segment big enough for several camera
+    frames (the default 512 KiB segment cannot hold one 640x480 rgb8 image, and best-effort
+    frames were lost whole). It changes transports only: ``ROS_AUTOMATIC_DISCOVERY_RANGE``
+    still decides how far discovery reaches. Must run before the process's first
+    ``rclpy.init``. An empty ``FASTDDS_DEFAULT_PROFILES_FILE`` keeps Fast DDS's defaults.
+    """
+    env = os.environ if env is None else env
+    if 'FASTDDS_DEFAULT_PROFILES_FILE' in env:
+        return env['FASTDDS_DEFAULT_PROFILES_FILE'] or None
+    profile = shipped_dds_profile()
+    if profile is None:
+        return None
+    env['FASTDDS_DEFAULT_PROFILES_FILE'] = profile
+    if env.get('ROS_DISTRO', '').lower() in _FASTDDS2_DISTROS:
+        env.setdefault('FASTRTPS_DEFAULT_PROFILES_FILE', profile)
+    return profile

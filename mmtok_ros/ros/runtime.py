@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 
-from ..ros_env import DdsNotLocalError, require_local_dds
+from ..ros_env import DdsNotLocalError, require_local_dds, use_shipped_dds_profile
 
 
 def init_rclpy(args: list[str] | None = None, *, context=None, rclpy_sigint: bool = True):
@@ -20,6 +20,7 @@ def init_rclpy(args: list[str] | None = None, *, context=None, rclpy_sigint: boo
     except DdsNotLocalError as err:
         print(f'mmtok_ros: {err}', file=sys.stderr)
         raise SystemExit(2) from None
+    use_shipped_dds_profile()   # large frames over shared memory (config/fastdds_profile.xml)
     import rclpy
     from rclpy.signals import SignalHandlerOptions
     rclpy.init(args=args, context=context,
