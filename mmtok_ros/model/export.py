@@ -224,6 +224,8 @@ def export_model(model: MultiModalTransformer, out: str | os.PathLike, *,
     cfg = model.cfg
     primary = 1.0 if keep_scale is None else float(keep_scale)
     scales = [primary] + [float(s) for s in extra_keep_scales if float(s) != primary]
+    if not model.routed_layers():   # K does not depend on the scale: one encoder graph
+        scales = [primary]
     scale_files = {s: (out if s == primary else scale_path(out, s)) for s in scales}
     encoders = {s: EncoderGraph(model, fixed_keep_counts(model, None if s == 1.0 else s))
                 for s in scales}                 # raises ExportError before writing anything
