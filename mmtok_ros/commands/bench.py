@@ -24,6 +24,9 @@ def add_arguments(p) -> None:
                    help='structured pruning fraction of heads and MLP channels (0: none)')
     p.add_argument('--out', default='results/bench.json', help='JSON file to write')
     p.add_argument('--no-progress', action='store_true')
+    p.add_argument('--backend', default='torch',
+                   help='torch (default), or comma-separated torch,onnxruntime: time the '
+                        'exported graphs beside PyTorch in one run (bench/backends.py)')
     e2e = p.add_argument_group('end to end (--e2e): a bag through the real node processes')
     e2e.add_argument('--e2e', action='store_true',
                      help='replay --bag through rsu_node (proposed, then mha) and report '
@@ -57,6 +60,9 @@ def run_e2e(args) -> int:
 def run(args) -> int:
     if args.e2e:
         return run_e2e(args)
+    if args.backend != 'torch':
+        from ..bench.backends import run_backends
+        return run_backends(args)
     from ..bench.latency import format_table, write_json
     from ..timing import benchmark_methods
     methods = _csv(args.methods)
