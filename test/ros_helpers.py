@@ -100,6 +100,7 @@ class Harness:
         from rclpy.parameter import Parameter
 
         from diagnostic_msgs.msg import DiagnosticArray
+        from mmtok_msgs.msg import HandoverTrigger, LinkStatus
         from mmtok_ros.ros.rsu_node import RsuNode
         from mmtok_ros.ros.runtime import (handover_qos, init_rclpy, sensor_qos,
                                            status_qos)
@@ -134,9 +135,9 @@ class Harness:
         self.statuses: list = []
         self.handovers: list = []
         self.diagnostics: list = []
-        self.peer.create_subscription(DiagnosticArray, self.topics['status'],
+        self.peer.create_subscription(LinkStatus, self.topics['status'],
                                       self.statuses.append, status_qos())
-        self.peer.create_subscription(DiagnosticArray, self.topics['handover'],
+        self.peer.create_subscription(HandoverTrigger, self.topics['handover'],
                                       self.handovers.append, handover_qos(depth=10))
         self.peer.create_subscription(
             DiagnosticArray, '/diagnostics',

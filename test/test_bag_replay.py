@@ -88,12 +88,12 @@ LISTENER = textwrap.dedent('''
     import json, sys, time
     from mmtok_ros.ros.runtime import init_rclpy, status_qos, handover_qos
     rclpy = init_rclpy([])
-    from diagnostic_msgs.msg import DiagnosticArray
+    from mmtok_msgs.msg import HandoverTrigger, LinkStatus
     node = rclpy.create_node('separate_listener')
     got = {'status': [], 'handover': []}
-    node.create_subscription(DiagnosticArray, '/mmtok/link_status',
+    node.create_subscription(LinkStatus, '/mmtok/link_status',
                              lambda m: got['status'].append(m), status_qos())
-    node.create_subscription(DiagnosticArray, '/mmtok/handover',
+    node.create_subscription(HandoverTrigger, '/mmtok/handover',
                              lambda m: got['handover'].append(m), handover_qos())
     # statuses are volatile: be sure the node's publishers are discovered before the bag plays
     found = time.monotonic() + 30
@@ -109,10 +109,9 @@ LISTENER = textwrap.dedent('''
         'n_status': len(got['status']), 'n_handover': len(got['handover']),
         'status_type': types.get('/mmtok/link_status'),
         'handover_type': types.get('/mmtok/handover'),
-        'status_keys': sorted(kv.key for kv in got['status'][0].status[0].values)
-        if got['status'] else [],
-        'handover_target': [kv.value for kv in got['handover'][0].status[0].values
-                            if kv.key == 'target_rsu'] if got['handover'] else []}))
+        'p_blocked': [m.p_blocked for m in got['status']],
+        'handover_target': [m.target_rsu for m in got['handover']],
+        'handover_reason': [m.reason_text for m in got['handover']]}))
     node.destroy_node()
     rclpy.try_shutdown()
 ''')
@@ -143,8 +142,9 @@ def test_separate_process_receives_outputs_while_a_bag_plays(bag, tmp_path):
                 proc.wait(15)
     assert rsu.returncode == 0                       # quiet shutdown on Ctrl-C
     assert result['n_status'] >= 1 and result['n_handover'] == 1, result
-    assert result['status_type'] == ['diagnostic_msgs/msg/DiagnosticArray']
-    assert result['handover_type'] == ['diagnostic_msgs/msg/DiagnosticArray']
-    assert {'predicted_status', 'p_blocked', 'inference_ms', 'deadline_met',
-            'latency_ms'} <= set(result['status_keys'])
+    # typed outputs: a subscriber in another process reads floats and strings, no parsing
+    assert result['status_type'] == ['mmtok_msgs/msg/LinkStatus']
+    assert result['handover_type'] == ['mmtok_msgs/msg/HandoverTrigger']
+    assert all(isinstance(p, float) and 0.0 <= p <= 1.0 for p in result['p_blocked'])
     assert result['handover_target'] == ['rsu2']
+    assert result['handover_reason'] == ['predicted_blockage']

@@ -5,9 +5,12 @@ import pytest
 
 from ros_helpers import P_NS, Harness, tiny_model, values, wait_until
 
-STATUS_FIELDS = {'predicted_status', 'link_ok_next', 'p_blocked', 'window_newest_stamp_ns',
-                 'predicted_for_stamp_ns', 'inference_ms', 'latency_ms', 'deadline_ms',
-                 'deadline_met', 'keep_scale', 'frames_tokenized', 'serving_rsu', 'method'}
+
+
+def stamp_of(msg) -> int:
+    """Integer ns of a Header's stamp or of a Time."""
+    time = getattr(msg, 'stamp', msg)
+    return time.sec * 10**9 + time.nanosec
 
 
 @pytest.fixture(scope='module')
@@ -34,29 +37,33 @@ def test_link_status_diagnostics_and_handover(make):
     assert h.wait_statuses(3)
     assert h.wait_idle()
     status = h.statuses[0]
-    assert status.status[0].name == 'mmtok/link_status'
-    v = values(status)
-    assert STATUS_FIELDS <= set(v)
-    newest = int(v['window_newest_stamp_ns'])
+    from mmtok_msgs.msg import HandoverTrigger, LinkStatus
+    assert isinstance(status, LinkStatus)
+    newest = stamp_of(status.header)
     assert newest in {s + 3_000_000 for s in stamps}            # the image is newest
-    assert status.header.stamp.sec * 10**9 + status.header.stamp.nanosec == newest
-    assert int(v['predicted_for_stamp_ns']) == newest + P_NS
-    assert v['predicted_status'] in ('blocked', 'clear') and 0.0 <= float(v['p_blocked']) <= 1
-    assert v['deadline_met'] in ('true', 'false') and v['method'] == 'routed'
+    assert stamp_of(status.predicted_for) == newest + P_NS
+    assert status.rsu_id == 'rsu1' and status.serving_rsu in ('rsu1', 'rsu2')
+    assert status.status in (LinkStatus.STATUS_CLEAR, LinkStatus.STATUS_BLOCKED)
+    assert isinstance(status.p_blocked, float) and 0.0 <= status.p_blocked <= 1.0
+    assert status.rssi_dbm == pytest.approx(-40.0)             # own link, measured
+    assert status.method == 'routed' and status.latency_ms > 0 and status.inference_ms > 0
+    assert len(status.tokens_per_layer) == 4 and status.keep_scale == 1.0
     # first window tokenizes 5 frames, the next ones only their newest frame
-    assert [values(m)['frames_tokenized'] for m in h.statuses[:3]] == ['5', '1', '1']
+    assert [m.frames_tokenized for m in h.statuses[:3]] == [5, 1, 1]
     # handover: one trigger (hysteresis keeps it from repeating), latched for late joiners
     assert wait_until(lambda: len(h.handovers) == 1)
-    hv = values(h.handovers[0])
-    assert hv['target_rsu'] == 'rsu2' and hv['source_rsu'] == 'rsu1'
-    assert hv['reason'] == 'predicted_blockage'
-    from diagnostic_msgs.msg import DiagnosticArray
+    trigger = h.handovers[0]
+    assert isinstance(trigger, HandoverTrigger)
+    assert trigger.target_rsu == 'rsu2' and trigger.source_rsu == 'rsu1'
+    assert trigger.reason == HandoverTrigger.REASON_PREDICTED_BLOCKAGE
+    assert trigger.reason_text == 'predicted_blockage'
+    assert trigger.serving_rssi_dbm == pytest.approx(-40.0)
     from mmtok_ros.ros.runtime import handover_qos
     late: list = []
-    h.peer.create_subscription(DiagnosticArray, h.topics['handover'], late.append,
+    h.peer.create_subscription(HandoverTrigger, h.topics['handover'], late.append,
                                handover_qos())
     assert wait_until(lambda: len(late) == 1)
-    assert values(late[0])['target_rsu'] == 'rsu2'
+    assert late[0].target_rsu == 'rsu2'
     # /diagnostics: rates, drops, latency, device, keep ratio
     assert wait_until(lambda: any(values(m).get('windows_published', '0') != '0'
                                   for m in h.diagnostics))
@@ -79,9 +86,9 @@ def test_time_jump_back_clears_windows_and_cache(make, capfd):
     s = h.node.stats()
     assert s['sync/time_jump'] == 1
     # cache and windows started over: the first window after the jump tokenized 5 frames
-    after = [values(m) for m in h.statuses[n:]]
-    assert after[0]['frames_tokenized'] == '5'
-    assert int(after[0]['window_newest_stamp_ns']) < h.base_ns
+    after = h.statuses[n:]
+    assert after[0].frames_tokenized == 5
+    assert stamp_of(after[0].header) < h.base_ns
     assert h.node.predictor.cache_misses >= misses + 5
     err = capfd.readouterr().err
     assert err.count('time jumped back') == 1
@@ -102,7 +109,7 @@ def test_deadline_misses_warn_and_lower_keep_ratio(make, capfd):
              deadline_min_scale=0.5)
     h.frames(range(8))
     assert h.wait_statuses(3) and h.wait_idle()
-    assert wait_until(lambda: float(values(h.statuses[-1])['keep_scale']) < 1.0)
+    assert wait_until(lambda: h.statuses[-1].keep_scale < 1.0)
     s = h.node.stats()
     assert s['deadline_misses'] >= 2 and s['keep_scale_changes'] >= 1
     assert 0.5 <= s['keep_scale'] < 1.0
@@ -129,13 +136,13 @@ def test_parameters_changed_at_run_time_change_the_behaviour(make):
     h = make(blocked_threshold=1.0)                 # nothing is ever blocked
     h.frames(range(6))
     assert h.wait_statuses(2) and h.wait_idle()
-    assert all(values(m)['predicted_status'] == 'clear' for m in h.statuses)
+    assert all(m.status == m.STATUS_CLEAR for m in h.statuses)
     result = h.node.set_parameters([Parameter('blocked_threshold', value=0)])[0]  # an int
     assert result.successful, result.reason
     n = len(h.statuses)
     h.frames(range(6, 9))
     assert h.wait_statuses(n + 2)
-    assert all(values(m)['predicted_status'] == 'blocked' for m in h.statuses[n:])
+    assert all(m.status == m.STATUS_BLOCKED for m in h.statuses[n:])
     # out of range and read-only: refused with a reason, nothing changes
     bad = h.node.set_parameters([Parameter('blocked_threshold', value=1.5)])[0]
     assert not bad.successful and 'blocked_threshold' in bad.reason

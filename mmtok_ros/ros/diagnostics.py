@@ -26,9 +26,14 @@ def key_values(values: dict[str, Any]) -> list:
     return out
 
 
+def set_time(time_msg: Any, stamp_ns: int) -> None:
+    """Write integer nanoseconds into a ``builtin_interfaces/Time``."""
+    time_msg.sec, time_msg.nanosec = divmod(int(stamp_ns), 1_000_000_000)
+
+
 def set_stamp(header: Any, stamp_ns: int) -> None:
     """Write integer nanoseconds into a ``std_msgs/Header`` stamp."""
-    header.stamp.sec, header.stamp.nanosec = divmod(int(stamp_ns), 1_000_000_000)
+    set_time(header.stamp, stamp_ns)
 
 
 def status_array(*, name: str, hardware_id: str, level: int, message: str,
@@ -100,4 +105,5 @@ class MissStreak:
         return False
 
 
-__all__ = ['MissStreak', 'SilenceWatch', 'key_values', 'set_stamp', 'status_array']
+__all__ = ['MissStreak', 'SilenceWatch', 'key_values', 'set_stamp', 'set_time',
+           'status_array']

@@ -23,14 +23,10 @@ from .runtime import StartupError, handover_qos, run_node, sensor_qos
 
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
-from diagnostic_msgs.msg import DiagnosticArray
+from mmtok_msgs.msg import HandoverTrigger
 from sensor_msgs.msg import Temperature
 
 NODE_NAME = 'handover_emulator'
-
-
-def _values(msg: DiagnosticArray) -> dict[str, str]:
-    return {kv.key: kv.value for kv in msg.status[0].values} if msg.status else {}
 
 
 class HandoverEmulatorNode(Node):
@@ -57,7 +53,7 @@ class HandoverEmulatorNode(Node):
         self.rejected = 0          # non-finite RSSI readings: left out, logged once, counted
         self.written: dict | None = None
         self._last_rssi_wall = None
-        self.create_subscription(DiagnosticArray, p.handover_topic, self._on_trigger,
+        self.create_subscription(HandoverTrigger, p.handover_topic, self._on_trigger,
                                  handover_qos(depth=10))
         for rsu, topic in zip((p.home_rsu, p.target_rsu), p.rssi_topics):
             self.create_subscription(Temperature, topic,
@@ -68,14 +64,12 @@ class HandoverEmulatorNode(Node):
         self.get_logger().info(f'emulating handover {p.home_rsu} -> {p.target_rsu} from '
                                f'{p.handover_topic}; results to {self.out_dir}')
 
-    def _on_trigger(self, msg: DiagnosticArray) -> None:
-        values = _values(msg)
+    def _on_trigger(self, msg: HandoverTrigger) -> None:
         now_ns = self.get_clock().now().nanoseconds
-        latency_ms = float(values.get('latency_ms') or 0.0)
+        latency_ms = float(msg.latency_ms) if math.isfinite(msg.latency_ms) else 0.0
         with self._lock:
             self.triggers.append({'received_ns': now_ns, 'stamp_ns': stamp_ns(msg.header),
-                                  'latency_ms': latency_ms,
-                                  'target_rsu': values.get('target_rsu', '')})
+                                  'latency_ms': latency_ms, 'target_rsu': msg.target_rsu})
 
     def _on_rssi(self, rsu: str, msg: Temperature) -> None:
         value = float(msg.temperature)

@@ -33,17 +33,20 @@ class ParamSpec:
 
 RSU_NODE_PARAMS: tuple[ParamSpec, ...] = (
     # inputs and outputs
-    ParamSpec('image_topic', '/camera/image_raw',
+    # Topic names are relative: in a namespace per RSU (rsu.launch.py namespace:=rsu2) they
+    # resolve under it; without one they are the testbed's /camera/image_raw etc.
+    ParamSpec('image_topic', 'camera/image_raw',
               'camera input, sensor_msgs/Image (rgb8/bgr8/mono8/rgba8/bgra8)', read_only=True),
-    ParamSpec('lidar_topic', '/lidar/points', 'LiDAR input, sensor_msgs/PointCloud2 with x, y, '
+    ParamSpec('lidar_topic', 'lidar/points', 'LiDAR input, sensor_msgs/PointCloud2 with x, y, '
               'z (intensity, ring optional)', read_only=True),
-    ParamSpec('rssi_topics', ['/rssi/rsu1', '/rssi/rsu2'],
-              'RSSI inputs, sensor_msgs/Temperature (temperature = dBm), RSU 1 first',
-              read_only=True),
-    ParamSpec('link_status_topic', '/mmtok/link_status',
-              'output: predicted link status (diagnostic_msgs/DiagnosticArray)', read_only=True),
-    ParamSpec('handover_topic', '/mmtok/handover',
-              'output: handover trigger (diagnostic_msgs/DiagnosticArray, transient local)',
+    ParamSpec('rssi_topics', ['rssi/rsu1', 'rssi/rsu2'],
+              'RSSI inputs, sensor_msgs/Temperature (temperature = dBm, header stamped at '
+              'measurement), this RSU\'s own link first, then the neighbour the model reads; '
+              'as many as the model\'s rssi_dim', read_only=True),
+    ParamSpec('link_status_topic', 'mmtok/link_status',
+              'output: predicted link status (mmtok_msgs/LinkStatus)', read_only=True),
+    ParamSpec('handover_topic', 'mmtok/handover',
+              'output: handover trigger (mmtok_msgs/HandoverTrigger, transient local)',
               read_only=True),
     ParamSpec('input_qos_depth', 5, 'depth of the best-effort sensor subscriptions', 1, 100,
               read_only=True),
@@ -95,7 +98,18 @@ RSU_NODE_PARAMS: tuple[ParamSpec, ...] = (
               -150.0, 0.0, read_only=True),
     ParamSpec('rsu_id', 'rsu1', 'this RSU (the home RSU whose link is predicted)',
               read_only=True),
-    ParamSpec('target_rsu', 'rsu2', 'RSU to hand over to', read_only=True),
+    ParamSpec('target_rsu', 'rsu2', 'RSU to hand over to while no neighbour link status is '
+              'fresh (the two-RSU testbed)', read_only=True),
+    ParamSpec('neighbours', '', 'comma-separated ids of neighbour RSUs whose link status '
+              '(/<id>/<link_status_topic>) this RSU hears; the handover goes to the best of them '
+              '(not predicted blocked, best measured RSSI). Empty: target_rsu only',
+              read_only=True),
+    ParamSpec('hysteresis.floor_windows', _HYSTERESIS.floor_windows, 'reactive floor: hand '
+              'over after this many consecutive windows with the own link measured below '
+              's_th_dbm, whatever the model says', 1, 100, read_only=True),
+    ParamSpec('hysteresis.neighbour_stale_ms', _HYSTERESIS.neighbour_stale_ns / 1e6,
+              'a neighbour link status older than this (data time) is ignored', 1.0,
+              600000.0, read_only=True),
     ParamSpec('hysteresis.p_on', _HYSTERESIS.p_on, 'p_blocked at or above which a window '
               'counts toward handing over', 0.0, 1.0, read_only=True),
     ParamSpec('hysteresis.p_off', _HYSTERESIS.p_off, 'p_blocked below which a window counts '
@@ -143,10 +157,8 @@ BAG_REPLAY_PARAMS: tuple[ParamSpec, ...] = (
 )
 
 HANDOVER_EMULATOR_PARAMS: tuple[ParamSpec, ...] = (
-    ParamSpec('handover_topic', '/mmtok/handover', 'handover triggers to emulate',
-              read_only=True),
-    ParamSpec('link_status_topic', '/mmtok/link_status', 'predictions, recorded in the CSV',
-              read_only=True),
+    ParamSpec('handover_topic', 'mmtok/handover', 'handover triggers to emulate '
+              '(mmtok_msgs/HandoverTrigger)', read_only=True),
     ParamSpec('rssi_topics', ['/rssi/rsu1', '/rssi/rsu2'], 'measured RSSI of RSU 1 and 2',
               read_only=True),
     ParamSpec('home_rsu', 'rsu1', 'RSU serving at the start', read_only=True),

@@ -29,7 +29,7 @@ def _wait_for_last_report(collector: OutputCollector, timeout_s: float = 5.0) ->
         d = collector.data.diagnostics
         n_built = int(d.get('windows_built', -1)) if d else None
         done = sum(int(d.get(k, 0)) for k in ('windows_published', 'windows_skipped',
-                                             'windows_coalesced')) if d else 0
+                                             'stale_after_time_jump')) if d else 0
         if n_built is not None and n_built >= 0 and done >= n_built \
                 and len(collector.data.statuses) >= int(d.get('windows_published', 0)):
             time.sleep(1.1)                 # one more report after the last window
@@ -110,7 +110,7 @@ def run_pipeline(bag: str | Path, model_path: str | Path, *, label: str, log_dir
         'statuses_received': len(data.statuses),
         'windows_built': count('windows_built'),
         'dropped_windows': count('windows_skipped'),
-        'coalesced_windows': count('windows_coalesced'),
+        'frames_dropped_backlog': count('frames_dropped_backlog'),
         'sync_misses': count('sync_misses'),
         'deadline_misses': count('deadline_misses'),
         'latency_p50_ms': percentile(latencies, 50),

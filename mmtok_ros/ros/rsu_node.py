@@ -21,18 +21,21 @@ from ..model.checkpoint import ModelFileError, load_model
 from ..model.shipped import default_model_path
 from ..runtime.handover import HandoverDecision, HysteresisConfig
 from ..timing import RollingPercentiles
-from .diagnostics import MissStreak, SilenceWatch, status_array
+from ..data.decode import stamp_ns
+from .diagnostics import MissStreak, SilenceWatch, set_stamp, set_time, status_array
 from .params import RSU_NODE_PARAMS, declare
 from .runtime import StartupError, handover_qos, run_node, sensor_qos, status_qos
 
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from mmtok_msgs.msg import HandoverTrigger, LinkStatus
 from sensor_msgs.msg import Image, PointCloud2, Temperature
 
 NODE_NAME = 'rsu_node'
 OK, WARN, ERROR = DiagnosticStatus.OK, DiagnosticStatus.WARN, DiagnosticStatus.ERROR
 MS = 1_000_000
+NAN = float('nan')
 
 
 class FrameQueue:
@@ -99,20 +102,29 @@ class RsuNode(Node):
             self.decision = HandoverDecision(p.rsu_id, p.target_rsu, HysteresisConfig(
                 p_on=p.hysteresis_p_on, p_off=p.hysteresis_p_off,
                 on_windows=p.hysteresis_on_windows, off_windows=p.hysteresis_off_windows,
-                min_dwell_ns=int(p.hysteresis_min_dwell_ms * MS)))
+                min_dwell_ns=int(p.hysteresis_min_dwell_ms * MS),
+                floor_windows=p.hysteresis_floor_windows, s_th_dbm=p.s_th_dbm,
+                neighbour_stale_ns=int(p.hysteresis_neighbour_stale_ms * MS)))
         except ValueError as err:
             raise StartupError(f'cannot start: {err}') from None
+        self.neighbours = [n.strip() for n in p.neighbours.split(',') if n.strip()]
+        if p.rsu_id in self.neighbours:
+            raise StartupError(f'cannot start: neighbours={p.neighbours!r} lists this RSU '
+                               f'({p.rsu_id}) itself')
         self.worker: Counter[str] = Counter()     # written by the worker thread only
+        self._decision_lock = threading.Lock()    # neighbour callbacks vs the worker
         self.latency_ms = RollingPercentiles()
         self.inference_ms = RollingPercentiles()
         self.misses = MissStreak()
         self.silence = SilenceWatch(roles)
         self._rate_marks: Counter[str] = Counter()
         self._last_diag_wall = time.monotonic()
-        self.pub_status = self.create_publisher(DiagnosticArray, p.link_status_topic,
-                                                status_qos())
-        self.pub_handover = self.create_publisher(DiagnosticArray, p.handover_topic,
+        self.pub_status = self.create_publisher(LinkStatus, p.link_status_topic, status_qos())
+        self.pub_handover = self.create_publisher(HandoverTrigger, p.handover_topic,
                                                   handover_qos())
+        for rsu in self.neighbours:    # their namespace is their id (rsu.launch.py)
+            self.create_subscription(LinkStatus, f'/{rsu}/{p.link_status_topic.lstrip("/")}',
+                                     self._on_neighbour, status_qos())
         self.pub_diag = self.create_publisher(DiagnosticArray, '/diagnostics', status_qos())
         self.frames = FrameQueue(max_frames=4 * p.window_frames)
         self._stop = threading.Event()
@@ -128,8 +140,8 @@ class RsuNode(Node):
         self.get_logger().info(
             f'ready: {self.cfg.method} model {self.model_path} on {self.device}, inputs '
             f'{", ".join(roles)}, window {p.window_frames} x {p.frame_period_ms:.0f} ms, '
-            f'deadline {p.deadline_ms:.0f} ms, {p.rsu_id} -> {p.target_rsu} at '
-            f'S_th {p.s_th_dbm:.0f} dBm')
+            f'deadline {p.deadline_ms:.0f} ms, {p.rsu_id} -> '
+            f'{", ".join(self.neighbours) or p.target_rsu} at S_th {p.s_th_dbm:.0f} dBm')
 
     # ------------------------------------------------------------------ start-up
     def _setup_model(self) -> None:
@@ -204,21 +216,30 @@ class RsuNode(Node):
         if items:
             self.frames.put(items, arrival_ns)
 
+    def _on_neighbour(self, msg: LinkStatus) -> None:
+        """A neighbour's own link state: a handover target candidate (runtime.handover)."""
+        p_blocked = float(msg.p_blocked) if msg.status != LinkStatus.STATUS_UNKNOWN else NAN
+        with self._decision_lock:
+            self.decision.observe_neighbour(msg.rsu_id, stamp_ns(msg.header), p_blocked,
+                                            float(msg.rssi_dbm))
+
     # ------------------------------------------------------------------ worker thread
     def _work(self) -> None:
         while not self._stop.is_set():
-            newest: tuple[Window, int] | None = None
+            newest: tuple[Window, int, float] | None = None
             for item, arrival_ns in self.frames.take_all(timeout_s=0.1):
                 if isinstance(item, TimeJump):
                     self.predictor.clear()
-                    self.decision.reset_counters()
+                    with self._decision_lock:
+                        self.decision.reset_counters()
                     self.worker['stale_after_time_jump'] += newest is not None
                     newest = None
                 assembled = self.stream.assemble(item)
                 if assembled is None or assembled.window is None:
                     continue
                 self.worker['windows_skipped'] += newest is not None  # a newer one came
-                newest = (assembled.window, arrival_ns)
+                own_rssi_dbm = float(assembled.frame.rssi_dbm[0])   # NaN: not measured
+                newest = (assembled.window, arrival_ns, own_rssi_dbm)
             if newest is not None:
                 try:
                     self._infer(*newest)
@@ -229,41 +250,51 @@ class RsuNode(Node):
                                                 f'{err} (further failures only counted)')
             self.frames.busy = False
 
-    def _infer(self, window: Window, arrival_ns: int) -> None:
+    def _infer(self, window: Window, arrival_ns: int, own_rssi_dbm: float) -> None:
         p = self.p
         pred = self.predictor.predict(window)
-        event = self.decision.update(pred.newest_stamp_ns, pred.p_blocked)
+        with self._decision_lock:
+            event = self.decision.update(pred.newest_stamp_ns, pred.p_blocked,
+                                         serving_rssi_dbm=own_rssi_dbm)
         latency_ms = (time.monotonic_ns() - arrival_ns) / 1e6
         met = latency_ms <= p.deadline_ms
-        state = 'blocked' if pred.blocked else 'clear'
-        self.pub_status.publish(status_array(
-            name='mmtok/link_status', hardware_id=p.rsu_id, frame_id=p.rsu_id,
-            level=WARN if pred.blocked else OK, stamp_ns=pred.newest_stamp_ns,
-            message=f'{state} predicted for next frame', values={
-                'predicted_status': state, 'link_ok_next': int(not pred.blocked),
-                'p_blocked': pred.p_blocked, 'window_newest_stamp_ns': pred.newest_stamp_ns,
-                'predicted_for_stamp_ns': pred.newest_stamp_ns + self.period_ns,
-                'inference_ms': pred.inference_ms, 'latency_ms': latency_ms,
-                'deadline_ms': float(p.deadline_ms), 'deadline_met': met,
-                'keep_scale': self._keep_scale(), 'frames_tokenized': pred.frames_tokenized,
-                'serving_rsu': self.decision.serving_rsu, 'method': self.cfg.method}))
+        status = LinkStatus()
+        set_stamp(status.header, pred.newest_stamp_ns)
+        status.header.frame_id = p.rsu_id
+        status.rsu_id, status.serving_rsu = p.rsu_id, self.decision.serving_rsu
+        status.status = LinkStatus.STATUS_BLOCKED if pred.blocked else LinkStatus.STATUS_CLEAR
+        status.p_blocked, status.blocked_threshold = pred.p_blocked, self.predictor.threshold
+        status.rssi_dbm = own_rssi_dbm
+        status.inference_ms, status.latency_ms = pred.inference_ms, latency_ms
+        status.deadline_ms, status.deadline_met = float(p.deadline_ms), met
+        status.keep_scale = self._keep_scale()
+        status.tokens_per_layer = [int(k) for k in pred.tokens_per_layer]
+        status.frames_tokenized = pred.frames_tokenized
+        set_time(status.predicted_for, pred.newest_stamp_ns + self.period_ns)
+        status.method = self.cfg.method
+        self.pub_status.publish(status)
         if event is not None:
-            self.pub_handover.publish(status_array(
-                name='mmtok/handover', hardware_id=p.rsu_id, frame_id=p.rsu_id,
-                level=WARN if event.reason == 'predicted_blockage' else OK,
-                stamp_ns=event.stamp_ns,
-                message=f'handover {event.source_rsu} -> {event.target_rsu} ({event.reason})',
-                values={'target_rsu': event.target_rsu, 'source_rsu': event.source_rsu,
-                        'reason': event.reason, 'p_blocked': event.p_blocked,
-                        'window_newest_stamp_ns': event.stamp_ns, 'latency_ms': latency_ms,
-                        'decision_time_ns': self.get_clock().now().nanoseconds}))
-            self.worker['handovers'] += 1
-            self.get_logger().info(f'handover {event.source_rsu} -> {event.target_rsu}: '
-                                   f'{event.reason}, p_blocked={event.p_blocked:.2f}')
+            self._publish_handover(event, latency_ms)
         self.worker['windows_published'] += 1
         self.latency_ms.add(latency_ms)
         self.inference_ms.add(pred.inference_ms)
         self._deadline(latency_ms, met)
+
+    def _publish_handover(self, event: Any, latency_ms: float) -> None:
+        msg = HandoverTrigger()
+        set_stamp(msg.header, event.stamp_ns)
+        msg.header.frame_id = self.p.rsu_id
+        msg.source_rsu, msg.target_rsu = event.source_rsu, event.target_rsu
+        msg.reason, msg.reason_text = event.reason_code, event.reason
+        msg.p_blocked, msg.serving_rssi_dbm = event.p_blocked, event.serving_rssi_dbm
+        msg.target_rssi_dbm, msg.target_p_blocked = event.target_rssi_dbm, event.target_p_blocked
+        msg.time_to_blockage_s = NAN     # the model predicts the next frame, not a time
+        msg.latency_ms = latency_ms
+        self.pub_handover.publish(msg)
+        self.worker['handovers'] += 1
+        self.get_logger().info(f'handover {event.source_rsu} -> {event.target_rsu}: '
+                               f'{event.reason}, p_blocked={event.p_blocked:.2f}, own RSSI '
+                               f'{event.serving_rssi_dbm:.1f} dBm')
 
     def _keep_scale(self) -> float:
         return float(self.controller.scale if self.controller else 1.0)
