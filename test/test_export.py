@@ -244,3 +244,17 @@ def test_shipped_model_exports_and_matches(tmp_path, method):
     with torch.no_grad():
         ref = model(batch).numpy()
     assert np.abs(onnx_logits(result, batch) - ref).max() <= TOL
+
+
+def test_bench_compares_both_backends_in_one_run(tmp_path, capsys):
+    out = tmp_path / 'b.json'
+    assert main(['bench', '--backend', 'torch,onnxruntime', '--preset', 'rsu-mini',
+                 '--methods', 'routed,tome', '--gammas', '0.4', '--reps', '1', '--warmup', '1',
+                 '--device', 'cpu', '--out', str(out), '--no-progress']) == 0
+    rows = json.loads(out.read_text())
+    assert [(r['method'], r['backend']) for r in rows] == [('routed', 'torch'),
+                                                          ('routed', 'onnxruntime')]
+    assert rows[0]['tokens_per_layer'] == rows[1]['tokens_per_layer']
+    assert rows[0]['threads'] == rows[1]['threads'] >= 1
+    assert all(r['frame_ms_median'] > 0 and r['window_ms_median'] > 0 for r in rows)
+    assert 'tome is not exportable' in capsys.readouterr().out
