@@ -12,19 +12,20 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import Counter, deque
+from collections import Counter
 from typing import Any
 
+from ..data.decode import stamp_ns
 from ..data.stream import StreamConfig, TimeJump, WindowStream
 from ..data.window import Window, empty_window
 from ..model.checkpoint import ModelFileError, load_model
 from ..model.shipped import default_model_path
 from ..runtime.handover import HandoverDecision, HysteresisConfig
 from ..timing import RollingPercentiles
-from ..data.decode import stamp_ns
-from .diagnostics import MissStreak, SilenceWatch, set_stamp, set_time, status_array
+from .diagnostics import MissStreak, SilenceWatch, status_array
+from .messages import handover_trigger, link_status
 from .params import RSU_NODE_PARAMS, declare
-from .runtime import StartupError, handover_qos, run_node, sensor_qos, status_qos
+from .runtime import FrameQueue, StartupError, handover_qos, run_node, sensor_qos, status_qos
 
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
@@ -36,47 +37,6 @@ NODE_NAME = 'rsu_node'
 OK, WARN, ERROR = DiagnosticStatus.OK, DiagnosticStatus.WARN, DiagnosticStatus.ERROR
 MS = 1_000_000
 NAN = float('nan')
-
-
-class FrameQueue:
-    """Synchronized frames from the callbacks to the worker, in order, bounded.
-
-    Every frame is kept (a window needs its older frames); only the newest window is run.
-    Past ``max_frames`` the oldest frames are dropped and counted: the worker fell behind.
-    """
-
-    def __init__(self, max_frames: int) -> None:
-        self._items: deque = deque()
-        self._cond = threading.Condition()
-        self.max_frames = max_frames
-        self.dropped = 0
-        self.busy = False      # the worker holds frames it has not finished with
-        self._closed = False
-
-    def put(self, items: list, arrival_ns: int) -> None:
-        with self._cond:
-            self._items.extend((item, arrival_ns) for item in items)
-            while len(self._items) > self.max_frames:
-                self._items.popleft()
-                self.dropped += 1
-            self._cond.notify()
-
-    def take_all(self, timeout_s: float) -> list:
-        with self._cond:
-            if not self._items and not self._closed:
-                self._cond.wait(timeout_s)
-            items, self._items = list(self._items), deque()
-            self.busy = bool(items)
-            return items
-
-    def pending(self) -> int:
-        with self._cond:
-            return len(self._items) + int(self.busy)
-
-    def close(self) -> None:
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
 
 
 class RsuNode(Node):
@@ -258,21 +218,11 @@ class RsuNode(Node):
                                          serving_rssi_dbm=own_rssi_dbm)
         latency_ms = (time.monotonic_ns() - arrival_ns) / 1e6
         met = latency_ms <= p.deadline_ms
-        status = LinkStatus()
-        set_stamp(status.header, pred.newest_stamp_ns)
-        status.header.frame_id = p.rsu_id
-        status.rsu_id, status.serving_rsu = p.rsu_id, self.decision.serving_rsu
-        status.status = LinkStatus.STATUS_BLOCKED if pred.blocked else LinkStatus.STATUS_CLEAR
-        status.p_blocked, status.blocked_threshold = pred.p_blocked, self.predictor.threshold
-        status.rssi_dbm = own_rssi_dbm
-        status.inference_ms, status.latency_ms = pred.inference_ms, latency_ms
-        status.deadline_ms, status.deadline_met = float(p.deadline_ms), met
-        status.keep_scale = self._keep_scale()
-        status.tokens_per_layer = [int(k) for k in pred.tokens_per_layer]
-        status.frames_tokenized = pred.frames_tokenized
-        set_time(status.predicted_for, pred.newest_stamp_ns + self.period_ns)
-        status.method = self.cfg.method
-        self.pub_status.publish(status)
+        self.pub_status.publish(link_status(
+            pred, rsu_id=p.rsu_id, serving_rsu=self.decision.serving_rsu,
+            threshold=self.predictor.threshold, own_rssi_dbm=own_rssi_dbm,
+            latency_ms=latency_ms, deadline_ms=float(p.deadline_ms),
+            keep_scale=self._keep_scale(), period_ns=self.period_ns, method=self.cfg.method))
         if event is not None:
             self._publish_handover(event, latency_ms)
         self.worker['windows_published'] += 1
@@ -281,16 +231,8 @@ class RsuNode(Node):
         self._deadline(latency_ms, met)
 
     def _publish_handover(self, event: Any, latency_ms: float) -> None:
-        msg = HandoverTrigger()
-        set_stamp(msg.header, event.stamp_ns)
-        msg.header.frame_id = self.p.rsu_id
-        msg.source_rsu, msg.target_rsu = event.source_rsu, event.target_rsu
-        msg.reason, msg.reason_text = event.reason_code, event.reason
-        msg.p_blocked, msg.serving_rssi_dbm = event.p_blocked, event.serving_rssi_dbm
-        msg.target_rssi_dbm, msg.target_p_blocked = event.target_rssi_dbm, event.target_p_blocked
-        msg.time_to_blockage_s = NAN     # the model predicts the next frame, not a time
-        msg.latency_ms = latency_ms
-        self.pub_handover.publish(msg)
+        self.pub_handover.publish(handover_trigger(event, rsu_id=self.p.rsu_id,
+                                                   latency_ms=latency_ms))
         self.worker['handovers'] += 1
         self.get_logger().info(f'handover {event.source_rsu} -> {event.target_rsu}: '
                                f'{event.reason}, p_blocked={event.p_blocked:.2f}, own RSSI '

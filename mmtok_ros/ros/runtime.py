@@ -107,40 +107,43 @@ class StartupError(RuntimeError):
     """A node cannot start (bad model file, bad parameter): one clear line, exit status 1."""
 
 
-class LatestSlot:
-    """Depth-1 hand-off between a callback and a worker thread: only the newest item is kept.
+class FrameQueue:
+    """Synchronized frames from the callbacks to the worker, in order, bounded.
 
-    ``put`` never blocks; an item replaced before the worker took it is counted in
-    ``skipped`` (stale windows are dropped, not queued).
+    Every frame is kept (a window needs its older frames); only the newest window is run.
+    Past ``max_frames`` the oldest frames are dropped and counted: the worker fell behind.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, max_frames: int) -> None:
         import threading
+        from collections import deque
+        self._items: deque = deque()
         self._cond = threading.Condition()
-        self._item = None
+        self.max_frames = max_frames
+        self.dropped = 0
+        self.busy = False      # the worker holds frames it has not finished with
         self._closed = False
-        self.skipped = 0
 
-    def put(self, item) -> bool:
-        """Store ``item``; True if it replaced one that was never taken."""
+    def put(self, items: list, arrival_ns: int) -> None:
         with self._cond:
-            replaced = self._item is not None
-            self.skipped += int(replaced)
-            self._item = item
+            self._items.extend((item, arrival_ns) for item in items)
+            while len(self._items) > self.max_frames:
+                self._items.popleft()
+                self.dropped += 1
             self._cond.notify()
-            return replaced
 
-    def take(self, timeout_s: float):
-        """The newest item, or None after ``timeout_s`` or once closed."""
+    def take_all(self, timeout_s: float) -> list:
         with self._cond:
-            if self._item is None and not self._closed:
+            if not self._items and not self._closed:
                 self._cond.wait(timeout_s)
-            item, self._item = self._item, None
-            return item
+            items = list(self._items)
+            self._items.clear()
+            self.busy = bool(items)
+            return items
 
-    def clear(self) -> None:
+    def pending(self) -> int:
         with self._cond:
-            self._item = None
+            return len(self._items) + int(self.busy)
 
     def close(self) -> None:
         with self._cond:
