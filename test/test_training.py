@@ -309,3 +309,96 @@ def test_the_model_file_carries_its_decision_threshold(testbed, tmp_path):
     bad = save_model(tmp_path / 'bad.pt', model, meta={'decision_threshold': 1.5})
     with pytest.raises(ModelFileError, match='decision_threshold'):
         load_model(bad)
+
+
+def test_the_down_pass_without_autograd_keeps_eq18_output_and_keep_ratio_gradient():
+    from mmtok_ros.model import MultiModalTransformer
+    torch.manual_seed(0)
+    model = MultiModalTransformer(_tiny_routed(keep_ratio_init=0.45)).train()
+    batch, _ = _sum_task(8).batch(np.arange(8))
+    results = []
+    for down_pass_grad in (True, False):
+        for layer in model.routed_layers():
+            layer.down_pass_grad = down_pass_grad
+        model.zero_grad()
+        out = model(batch)
+        out.sum().backward()
+        results.append((out.detach(), torch.stack([l.keep_ratio.grad for l in model.routed_layers()])))
+    (out_full, grad_full), (out_fast, grad_fast) = results
+    assert torch.allclose(out_full, out_fast, atol=1e-6)
+    # the last layer's dL/dr is exact; earlier layers' differ by the one-token difference of
+    # the gradient that flows back through later layers
+    assert torch.allclose(grad_full[-1], grad_fast[-1], rtol=1e-4, atol=1e-7)
+    assert torch.allclose(grad_full, grad_fast, rtol=0.05) and grad_full.abs().min() > 0
+
+
+# --- metrics that test prediction (issue 16, item 4), checked by hand --------------------------
+def test_auroc_by_hand():
+    from mmtok_ros.train.metrics import auroc
+    # positives 0.8, 0.4; negatives 0.6, 0.2, 0.4: pairs (pos > neg) 0.8: 3, 0.4: 1 + a tie (0.5)
+    assert auroc(np.array([0.8, 0.4, 0.6, 0.2, 0.4]), np.array([1, 1, 0, 0, 0])) == pytest.approx(
+        4.5 / 6)
+    assert auroc(np.array([0.9, 0.1]), np.array([1, 0])) == 1.0
+    assert np.isnan(auroc(np.array([0.3, 0.4]), np.array([0, 0])))
+
+
+def test_horizon_labels_look_ahead_within_a_scenario():
+    from mmtok_ros.train.metrics import horizon_labels
+    labels = np.array([0, 0, 0, 1, 1, 0, 0, 0, 1], np.float32)
+    groups = np.array([0, 0, 0, 0, 0, 0, 0, 1, 1])
+    assert horizon_labels(labels, groups, 1).tolist() == labels.tolist()
+    # H = 3: windows 1 and 2 see the blockage at 3; window 6 must not see scenario 1's
+    assert horizon_labels(labels, groups, 3).tolist() == [0, 1, 1, 1, 1, 0, 0, 1, 1]
+    with pytest.raises(ValueError, match='horizon'):
+        horizon_labels(labels, groups, 0)
+
+
+def test_lead_times_false_alarms_and_onset_recall_ahead_by_hand():
+    from mmtok_ros.train.metrics import alarm_scores, lead_frames, recall_at_false_alarm_rate
+    #          0  1  2  3  4  5  6  7  8  9 | 10 11 12 13
+    labels = np.array([0, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0, 0, 1, 0], np.float32)
+    groups = np.array([0] * 10 + [1] * 4)
+    alarm = np.array([0, 1, 0, 1, 1, 1, 0, 1, 1, 0, 0, 0, 0, 1], bool)
+    # onsets: 4 (alarms at 3, 4: lead 2) and 12 (missed: lead 0)
+    assert lead_frames(alarm, labels, groups).tolist() == [2, 0]
+    scores = alarm_scores(alarm, labels, groups)
+    # false alarms: window 1 (isolated), windows 7-8 (one run), window 13; the run at 3 leads
+    # into the onset and is an early warning
+    assert scores['false_alarms'] == 3
+    assert scores['clear_minutes'] == pytest.approx(11 * 0.3 / 60)
+    assert scores['false_alarms_per_min'] == pytest.approx(3 / (11 * 0.3 / 60))
+    assert scores['onset_recall_ahead'] == {'1': 0.5, '2': 0.5, '3': 0.0, '5': 0.0}
+    assert scores['median_lead_ms'] == pytest.approx(300.0)
+    # at <= 20 false alarms per minute (0.055 min of clear link: at most 1 false alarm) the
+    # lowest threshold that qualifies is 0.61 (window 7's 0.6 and 13's 0.5 no longer alarm)
+    p = np.array([0.1, 0.7, 0.1, 0.2, 0.9, 0.9, 0.1, 0.6, 0.3, 0.1, 0.1, 0.1, 0.3, 0.5])
+    at = recall_at_false_alarm_rate(p, labels, groups, max_per_min=20.0)
+    assert at['threshold'] == 0.61 and at['onset_recall'] == 0.5
+    assert at['false_alarms_per_min'] == pytest.approx(1 / (11 * 0.3 / 60))
+
+
+def test_persistence_baseline_announces_no_onset_and_always_clear_has_chance_auroc():
+    from mmtok_ros.train.metrics import baseline_scores, persistence_alarm
+    labels = np.array([0, 0, 1, 1, 0, 1, 1], np.float32)
+    groups = np.array([0, 0, 0, 0, 0, 1, 1])
+    assert persistence_alarm(labels, groups).tolist() == [0, 0, 0, 1, 1, 0, 1]
+    base = baseline_scores(labels, groups)
+    assert base['persistence']['onset_recall_ahead']['1'] == 0.0
+    assert base['persistence']['accuracy'] == pytest.approx(4 / 7)
+    assert base['always_clear']['auroc'] == 0.5
+    assert base['always_clear']['accuracy'] == pytest.approx(3 / 7)
+
+
+def test_training_benchmark_prints_a_table_and_writes_json(tmp_path, capsys):
+    out = tmp_path / 'bench_train.json'
+    assert main(['bench_train', '--preset', 'rsu-mini', '--methods', 'routed,ablation3',
+                 '--steps', '1', '--batch-size', '4', '--threads', '1', '--recipe-windows', '400',
+                 '--threshold-windows', '40', '--out', str(out)]) == 0
+    rows = json.loads(out.read_text())['rows']
+    assert [(r['method'], r['eq18_down_pass']) for r in rows] == [
+        ('routed', 'grad'), ('routed', 'no-grad'), ('ablation3', 'grad')]
+    for r in rows:
+        assert r['threads'] == 1 and r['train_windows_per_s'] > 0 and r['infer_windows_per_s'] > 0
+        assert r['recipe_minutes'] == pytest.approx(
+            (400 / r['train_windows_per_s'] + 40 / r['infer_windows_per_s']) / 60)
+    assert '| routed | no-grad | 1 |' in capsys.readouterr().out

@@ -24,8 +24,31 @@ def add_arguments(p) -> None:
     p.add_argument('--threshold', type=float, default=None,
                    help='handover: p_blocked at or above which a window counts as predicted '
                         'blocked (default: the threshold the model file carries, else 0.5)')
+    p.add_argument('--horizon', type=int, default=None,
+                   help='handover: score against "blocked within the next H frames" (default: '
+                        'the horizon the model was trained on, else 1)')
+    p.add_argument('--max-false-alarms-per-min', type=float, default=1.0,
+                   help='handover: the false-alarm rate at which onset recall is also reported')
     p.add_argument('--no-progress', action='store_true')
     add_beam_arguments(p)
+
+
+def prediction_table(result: dict) -> str:
+    """The model beside persistence and always-clear (Markdown)."""
+    fixed = result['at_fixed_false_alarm_rate']['max_false_alarms_per_min']
+    lines = [f"threshold {result['threshold']:.2f}, label horizon "
+             f"{result['label_horizon_frames']} frame(s), {result['onsets']} onsets, "
+             f"{result['clear_minutes']:.1f} min of clear link", '',
+             '| predictor | accuracy | AUROC | onset recall 1 / 2 / 3 / 5 frames ahead | '
+             f'median lead [ms] | false alarms / min | onset recall at <= {fixed:g} FA/min |',
+             '|---|---|---|---|---|---|---|']
+    rows = [('model', result)] + list(result['baselines'].items())
+    for name, r in rows:
+        ahead = ' / '.join(f"{r['onset_recall_ahead'][k]:.2f}" for k in ('1', '2', '3', '5'))
+        lines.append(f"| {name} | {100 * r['accuracy']:.1f} % | {r['auroc']:.3f} | {ahead} | "
+                     f"{r['median_lead_ms']:.0f} | {r['false_alarms_per_min']:.2f} | "
+                     f"{r['at_fixed_false_alarm_rate']['onset_recall']:.2f} |")
+    return '\n'.join(lines)
 
 
 def run(args) -> int:
@@ -50,11 +73,15 @@ def run(args) -> int:
         data = data.subset(np.flatnonzero(np.isin(data.groups, [names.index(b) for b in wanted])))
     result = {'model': str(args.model), 'data': str(args.data), 'bags': wanted or names,
               **evaluate(model, data, threshold=model.decision_threshold if args.threshold is None
-                         else args.threshold)}
+                         else args.threshold,
+                         horizon=args.horizon or int(meta.get('label_horizon_frames', 1)),
+                         max_false_alarms_per_min=args.max_false_alarms_per_min)}
     print(f"accuracy: {result['accuracy']:.4f} on {result['n']} windows "
           f"(blocked precision {result.get('precision_blocked', float('nan')):.3f}, "
           f"recall {result.get('recall_blocked', float('nan')):.3f}; blockage onsets announced "
           f"a frame ahead: {result.get('onsets_predicted', '-')}/{result.get('onsets', '-')})")
+    if 'auroc' in result:
+        print(prediction_table(result))
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(result, indent=2) + '\n')

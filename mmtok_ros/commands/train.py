@@ -19,6 +19,12 @@ def add_train_options(p) -> None:
     p.add_argument('--coupled-weight-decay', action='store_true',
                    help='the old optimiser: Adam with L2 on every parameter (default: AdamW, '
                         'decay on linear/conv weight matrices only)')
+    p.add_argument('--horizon', type=int, default=1,
+                   help='label: blocked within the next H frames (1: the next frame, Eq. 8 and '
+                        'the paper; the node publishes p for the label its model was trained on)')
+    p.add_argument('--no-class-weight', action='store_true',
+                   help="plain BCE (default: the blocked class weighted by the epoch's "
+                        'negatives/positives)')
     p.add_argument('--threshold-windows', type=int, default=1024,
                    help='training windows used to choose the decision threshold written into '
                         'the model file (0: keep 0.5)')
@@ -30,16 +36,29 @@ def add_train_options(p) -> None:
                         'fraction of the steady ones (1: all windows, the paper protocol)')
     p.add_argument('--modality-dropout', type=float, default=0.0,
                    help='probability that a frame\'s modality is marked absent in training')
+    p.add_argument('--eq18-down-pass', choices=('grad', 'no-grad'), default='grad',
+                   help="Eq. 18's K_down pass with autograd (grad, the paper) or without "
+                        '(no-grad: same output and dL/dr_l, about a third faster per routed step)')
+    p.add_argument('--threads', type=int, default=None,
+                   help='torch CPU threads (default: torch\'s own choice, the core count)')
     p.add_argument('--device', default='auto')
     p.add_argument('--no-progress', action='store_true')
 
 
 def train_config(args, seed: int = 0):
+    import torch
+
     from ..train.trainer import TrainConfig
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ValueError(f'--threads must be >= 1, got {args.threads}')
+        torch.set_num_threads(args.threads)
     return TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                        weight_decay=args.weight_decay, keep_ratio_lr=args.keep_ratio_lr,
                        decay_norms_and_biases=args.coupled_weight_decay,
+                       balance_classes=not args.no_class_weight,
                        threshold_windows=args.threshold_windows,
+                       down_pass_grad=args.eq18_down_pass == 'grad',
                        seed=seed, device=args.device,
                        steady_fraction=args.steady_fraction,
                        modality_dropout=args.modality_dropout)
@@ -75,11 +94,14 @@ def run(args) -> int:
     if unknown:
         raise ValueError(f'--holdout names {unknown} are not bags in {args.data}; have {names}')
     held = np.isin(data.groups, [names.index(h) for h in holdout])
-    model, history = train_model(cfg, data.subset(np.flatnonzero(~held)),
+    if args.horizon < 1:
+        raise ValueError(f'--horizon must be >= 1 frame, got {args.horizon}')
+    model, history = train_model(cfg, data.subset(np.flatnonzero(~held)).with_horizon(args.horizon),
                                  train_config(args, args.seed), progress=not args.no_progress,
                                  init=init)
     meta = {'train_bags': [n for n in names if n not in holdout], 'holdout_bags': holdout,
-            'history': history, 'keep_ratios': model.keep_ratios().tolist()}
+            'history': history, 'keep_ratios': model.keep_ratios().tolist(),
+            'label_horizon_frames': args.horizon}
     threshold = 0.5
     if 'decision_threshold' in history:   # chosen on the training windows, read by the node
         threshold = history['decision_threshold']['value']
@@ -91,7 +113,8 @@ def run(args) -> int:
         meta['init'] = {'model': str(args.init), **{k: init_meta.get(k) for k in
                         ('train_bags', 'holdout_bags', 'history', 'holdout', 'init')}}
     if held.any():
-        meta['holdout'] = evaluate(model, data.subset(np.flatnonzero(held)), threshold=threshold)
+        meta['holdout'] = evaluate(model, data.subset(np.flatnonzero(held)), threshold=threshold,
+                                   horizon=args.horizon)
         print(f"held-out accuracy: {meta['holdout']['accuracy']:.4f} on {meta['holdout']['n']} windows")
     path = save_model(args.out, model, meta=meta)
     print(f"trained {cfg.preset}/{cfg.method} gamma'={cfg.target_keep_ratio} in "

@@ -113,6 +113,12 @@ class RoutedLayer(nn.Module):
     and mixes the two outputs as in Eq. 18, so r_l gets a gradient; inference is one pass at
     K = round(N r_l). Otherwise (MoD, ablation 3) K = round(N r_l) always. ``keep_override``
     lets the deadline controller lower or raise K at run time without touching the weights.
+
+    ``down_pass_grad`` (training only; True is the paper): False runs the K_down pass of
+    Eq. 18 without autograd. The output stays exactly Eq. 18's, and so does dL/dr_l given
+    the gradient arriving at the layer's output; the block and router weights, and the layers
+    below, get the gradient of the K_up pass alone (K_down differs by one token), and the
+    backward pass of the second forward pass is saved.
     """
 
     def __init__(self, block: Block, router: Router, keep_ratio: float, learn_keep_ratio: bool,
@@ -124,6 +130,7 @@ class RoutedLayer(nn.Module):
         self.learn_keep_ratio = learn_keep_ratio
         self.min_keep_ratio = min_keep_ratio
         self.keep_override: float | None = None
+        self.down_pass_grad = True
 
     def ratio(self) -> torch.Tensor:
         if self.keep_override is not None:
@@ -143,8 +150,14 @@ class RoutedLayer(nn.Module):
         k_down, k_up = routing.floor_ceil_counts(n, r)
         idx = routing.top_k_indices(scores, k_up)            # best first: prefix = Top-K_down
         x_up = routing.route(x, scores, idx, self.block.residual_branch)
-        x_down = routing.route(x, scores, idx[:, :k_down], self.block.residual_branch)
         nr = n * r
+        if not self.down_pass_grad:
+            with torch.no_grad():
+                x_down = routing.route(x, scores, idx[:, :k_down], self.block.residual_branch)
+            # Eq. 18 rewritten with K_up - K_down = 1: x_up + (K_up - N r)(x_down - x_up);
+            # d/dr_l = N (x_up - x_down) as in Eq. 18; the weights see the K_up pass only
+            return x_up + (k_up - nr) * (x_down - x_up.detach()), size
+        x_down = routing.route(x, scores, idx[:, :k_down], self.block.residual_branch)
         return x_up * (nr - k_down) + x_down * (k_up - nr), size        # Eq. 18
 
 

@@ -69,6 +69,18 @@ class WindowDataset:
         out[order] = near
         return out
 
+    def with_horizon(self, horizon: int) -> 'WindowDataset':
+        """The same windows labelled 'blocked within the next ``horizon`` frames' (the labels
+        must be the next-frame labels; horizon 1 returns ``self``)."""
+        if horizon == 1:
+            return self
+        from .metrics import horizon_labels
+        order, labels, groups, _ = self._in_time_order()
+        out = np.empty_like(self.labels)
+        out[order] = horizon_labels(labels, groups, horizon)
+        return WindowDataset(self.modalities, self.frames, self.present, self.window_frames, out,
+                             self.groups, self.newest_stamp_ns)
+
     def save(self, path: str | os.PathLike) -> Path:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
