@@ -12,7 +12,10 @@ from mmtok_ros.ros import params
 
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCH_FILES = {'rsu.launch.py': {'rsu_node'},
+                'multi_rsu.launch.py': {'rsu_node'},
                 'replay.launch.py': {'rsu_node', 'bag_replay', 'handover_emulator'}}
+SPECS = {'rsu_node': params.RSU_NODE_PARAMS, 'bag_replay': params.BAG_REPLAY_PARAMS,
+         'handover_emulator': params.HANDOVER_EMULATOR_PARAMS}
 
 
 def console_scripts() -> set[str]:
@@ -69,8 +72,19 @@ def test_launch_file(name):
             continue
         sources = {ast.literal_eval(t.elts[0]) for t in remaps.elts}
         assert sources <= set(DEFAULT_TOPICS.values()), sources
+    for n in nodes:   # every parameter a launch file sets is one the node declares
+        names = {s.name for s in SPECS[ast.literal_eval(keyword(n, 'executable'))]}
+        for d in keyword(n, 'parameters').elts:
+            if isinstance(d, ast.Dict):
+                keys = {ast.literal_eval(k) for k in d.keys}
+                assert keys <= names | {'use_sim_time'}, keys - names
     if name == 'rsu.launch.py':
         assert 'bag' not in declared and {'model_path', 'device', 'use_sim_time'} <= declared
+        assert {'namespace', 'rsu_id', 'neighbours'} <= declared
+        assert keyword(nodes[0], 'namespace') is not None
+    elif name == 'multi_rsu.launch.py':
+        assert 'rsus' in declared and calls(tree, 'OpaqueFunction')
+        assert keyword(nodes[0], 'namespace') is not None
     else:
         assert {'bag', 'truth', 'rate', 'loop', 'model_path'} <= declared
 
