@@ -136,7 +136,7 @@ def test_run_time_changes_are_validated_applied_and_read_only_refused(model):
         assert not read_only.successful and 'read-only' in read_only.reason
         assert client.get('window_frames') == 5
         assert client.get('deadline_ms') == 150.0
-        assert client.get('blocked_threshold') == 0.5
+        assert client.get('blocked_threshold') == -1.0      # the default: the model's
     finally:
         if client is not None:
             client.close()

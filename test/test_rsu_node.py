@@ -149,3 +149,17 @@ def test_parameters_changed_at_run_time_change_the_behaviour(make):
     ro = h.node.set_parameters([Parameter('window_frames', value=3)])[0]
     assert not ro.successful and 'read-only' in ro.reason
     assert h.node.predictor.threshold == 0.0
+
+
+def test_the_decision_threshold_comes_from_the_model_file(make, tmp_path):
+    from mmtok_ros.model.checkpoint import load_model, save_model
+    from ros_helpers import tiny_model
+    model, _ = load_model(tiny_model(tmp_path / 'plain.pt'))
+    path = save_model(tmp_path / 'with_threshold.pt', model, meta={'decision_threshold': 0.83})
+    h = make(model_path=str(path))                  # blocked_threshold left at -1
+    assert h.node.predictor.threshold == pytest.approx(0.83)
+    h.frames(range(6))
+    assert h.wait_statuses(2)
+    assert h.statuses[0].blocked_threshold == pytest.approx(0.83)
+    explicit = make(model_path=str(path), blocked_threshold=0.6)   # a parameter overrides
+    assert explicit.node.predictor.threshold == pytest.approx(0.6)

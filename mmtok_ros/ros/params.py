@@ -68,8 +68,9 @@ RSU_NODE_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec('keep_ratio_scale', 0.0, 'keep-ratio override: every layer keeps scale * r_l of '
               'its tokens, and the deadline controller never goes above it (0: learned r_l)',
               0.0, 1.0),
-    ParamSpec('blocked_threshold', 0.5, 'p_blocked at or above which the next frame is '
-              'reported blocked', 0.0, 1.0),
+    ParamSpec('blocked_threshold', -1.0, 'p_blocked at or above which the next frame is '
+              'reported blocked; -1: the threshold stored in the model file (chosen on its '
+              'training windows; 0.5 for older files)', -1.0, 1.0),
     ParamSpec('warmup', True, 'run a warm-up inference at start-up and log its time',
               read_only=True),
     # synchronization and windows

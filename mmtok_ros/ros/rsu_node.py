@@ -122,6 +122,7 @@ class RsuNode(Node):
         except ModelFileError as err:
             raise StartupError(f'cannot start: {err}') from None
         self.cfg = model.cfg
+        self.model_threshold = float(getattr(model, 'decision_threshold', 0.5))
         if self.cfg.n_frames != p.window_frames:
             raise StartupError(f'cannot start: window_frames={p.window_frames} but the model '
                                f'{self.model_path} was trained on {self.cfg.n_frames}-frame '
@@ -133,11 +134,17 @@ class RsuNode(Node):
         if self.routed and p.keep_ratio_scale > 0:
             model.set_keep_override(p.keep_ratio_scale)
         self.predictor = StreamingPredictor(model, device=self.device,
-                                            threshold=p.blocked_threshold)
+                                            threshold=self._threshold())
         if p.warmup:
             ms = self.predictor.warm_up(empty_window(self.cfg))
             self.get_logger().info(f'warm-up inference: {ms:.1f} ms on {self.device} '
                                    f'({self.cfg.n_tokens} tokens)')
+
+    def _threshold(self) -> float:
+        """blocked_threshold, or (-1) the one the model file carries."""
+        if self.p.blocked_threshold >= 0:
+            return self.p.blocked_threshold
+        return self.model_threshold
 
     def _max_scale(self) -> float:
         return self.p.keep_ratio_scale if self.p.keep_ratio_scale > 0 else 1.0
@@ -145,7 +152,7 @@ class RsuNode(Node):
     def _parameters_changed(self, changed: dict[str, Any]) -> None:
         """Run-time parameter changes (``ros2 param set``); validated by ``declare``."""
         if 'blocked_threshold' in changed:
-            self.predictor.threshold = self.p.blocked_threshold
+            self.predictor.threshold = self._threshold()
         if 'deadline_ms' in changed and self.controller is not None:
             self.controller.deadline_ms = self.p.deadline_ms
         if 'keep_ratio_scale' in changed and self.controller is not None:
