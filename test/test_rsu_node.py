@@ -151,15 +151,20 @@ def test_parameters_changed_at_run_time_change_the_behaviour(make):
     assert h.node.predictor.threshold == 0.0
 
 
-def test_the_decision_threshold_comes_from_the_model_file(make, tmp_path):
+def test_the_decision_threshold_comes_from_the_model_file(model_path, tmp_path):
     from mmtok_ros.model.checkpoint import load_model, save_model
-    from ros_helpers import tiny_model
-    model, _ = load_model(tiny_model(tmp_path / 'plain.pt'))
+    model, _ = load_model(model_path)
     path = save_model(tmp_path / 'with_threshold.pt', model, meta={'decision_threshold': 0.83})
-    h = make(model_path=str(path))                  # blocked_threshold left at -1
-    assert h.node.predictor.threshold == pytest.approx(0.83)
-    h.frames(range(6))
-    assert h.wait_statuses(2)
-    assert h.statuses[0].blocked_threshold == pytest.approx(0.83)
-    explicit = make(model_path=str(path), blocked_threshold=0.6)   # a parameter overrides
-    assert explicit.node.predictor.threshold == pytest.approx(0.6)
+    h = Harness(path)                               # blocked_threshold left at -1
+    try:
+        assert h.node.predictor.threshold == pytest.approx(0.83)
+        h.frames(range(6))
+        assert h.wait_statuses(2)
+        assert h.statuses[0].blocked_threshold == pytest.approx(0.83)
+    finally:
+        h.close()
+    explicit = Harness(path, blocked_threshold=0.6)  # a parameter overrides
+    try:
+        assert explicit.node.predictor.threshold == pytest.approx(0.6)
+    finally:
+        explicit.close()
