@@ -57,6 +57,13 @@ def _teardown(rclpy, node=None, executor=None) -> None:
         rclpy.try_shutdown()
 
 
+def _spin(node, executor, poll_s: float) -> None:
+    """Spin in ``poll_s`` steps until the context ends (Ctrl-C raises KeyboardInterrupt)."""
+    executor.add_node(node)
+    while node.context.ok():
+        executor.spin_once(timeout_sec=poll_s)
+
+
 def spin_until_shutdown(node, *, poll_s: float = 0.1) -> None:
     """Spin ``node`` until Ctrl-C or shutdown; quiet; always clean up (ros2/demos style).
 
@@ -66,41 +73,45 @@ def spin_until_shutdown(node, *, poll_s: float = 0.1) -> None:
     """
     import rclpy
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
-    executor = SingleThreadedExecutor(context=node.context)
+    executor = None
     try:
-        executor.add_node(node)
-        while node.context.ok():
-            executor.spin_once(timeout_sec=poll_s)
+        executor = SingleThreadedExecutor(context=node.context)
+        _spin(node, executor, poll_s)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
         _teardown(rclpy, node, executor)
 
 
-def run_node(node_factory, args: list[str] | None = None, *, logger_name: str) -> int:
+def run_node(node_factory, args: list[str] | None = None, *, logger_name: str,
+             poll_s: float = 0.1) -> int:
     """``main()`` of our nodes: init, build, spin, quiet shutdown; returns the exit status.
 
     A ``StartupError`` raised while building the node (and a parameter rclpy rejects) is one
     FATAL log line and exit 1, no traceback (a missing model file or ``window_frames:=0`` is
     a configuration error, not a crash). Ctrl-C, twice as under ``ros2 launch``, or a
-    shutdown from outside exits quietly with status 0.
+    shutdown from outside exits quietly with status 0, wherever it lands (while the node is
+    built, before spinning, while spinning or while the node is destroyed).
     """
     rclpy = init_rclpy(args, rclpy_sigint=False)
     from rclpy.exceptions import ParameterException
-    from rclpy.executors import ExternalShutdownException
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+    node = executor = None
+    status = 0
     try:
-        node = node_factory()
-    except (StartupError, ParameterException) as err:
         try:
+            node = node_factory()
+        except (StartupError, ParameterException) as err:
+            status = 1
             rclpy.logging.get_logger(logger_name).fatal(str(err))
-        finally:
-            _teardown(rclpy)
-        return 1
+        else:
+            executor = SingleThreadedExecutor(context=node.context)
+            _spin(node, executor, poll_s)
     except (KeyboardInterrupt, ExternalShutdownException):
-        _teardown(rclpy)
-        return 0
-    spin_until_shutdown(node)
-    return 0
+        pass
+    finally:
+        _teardown(rclpy, node, executor)
+    return status
 
 
 class StartupError(RuntimeError):
