@@ -33,6 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--min-dwell-ms', type=float, default=h.min_dwell_ns / 1e6)
     parser.add_argument('--device', default='auto')
     parser.add_argument('--no-progress', action='store_true')
+    parser.add_argument('--rsus', type=int, default=None,
+                        help='RSUs in the data (default: read from its index.json); N >= 3: '
+                             'the road emulation of every RSU (commands/_road.py)')
 
 
 def measured_latency_ms(model, data, device, n: int = 10) -> float:
@@ -59,6 +62,10 @@ def run(args: argparse.Namespace) -> int:
     from ..train.build import dataset_from_bags
     from ..train.trainer import predict
 
+    from ._road import road_rsus, run_emulate
+    n_rsus = args.rsus or road_rsus(args.data)
+    if n_rsus is not None and n_rsus >= 3:
+        return run_emulate(args, n_rsus)
     hysteresis = HysteresisConfig(args.p_on, args.p_off, args.on_windows, args.off_windows,
                                   int(args.min_dwell_ms * 1e6))
     device, _ = resolve_device(args.device)
