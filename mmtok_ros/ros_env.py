@@ -76,11 +76,15 @@ def use_shipped_dds_profile(env: dict[str, str] | None = None) -> str | None:
     frames (the default 512 KiB segment cannot hold one 640x480 rgb8 image, and best-effort
     frames were lost whole). It changes transports only: ``ROS_AUTOMATIC_DISCOVERY_RANGE``
     still decides how far discovery reaches. Must run before the process's first
-    ``rclpy.init``. An empty ``FASTDDS_DEFAULT_PROFILES_FILE`` keeps Fast DDS's defaults.
+    ``rclpy.init``. An empty ``FASTDDS_DEFAULT_PROFILES_FILE`` keeps Fast DDS's defaults (it
+    is removed: Fast DDS would log an XMLPARSER error for an empty path).
     """
     env = os.environ if env is None else env
     if 'FASTDDS_DEFAULT_PROFILES_FILE' in env:
-        return env['FASTDDS_DEFAULT_PROFILES_FILE'] or None
+        if not env['FASTDDS_DEFAULT_PROFILES_FILE']:
+            del env['FASTDDS_DEFAULT_PROFILES_FILE']
+            return None
+        return env['FASTDDS_DEFAULT_PROFILES_FILE']
     profile = shipped_dds_profile()
     if profile is None:
         return None

@@ -78,6 +78,8 @@ def test_shipped_profile_is_a_default_not_an_override():
     mine = {'FASTDDS_DEFAULT_PROFILES_FILE': '/etc/my_profile.xml'}
     assert ros_env.use_shipped_dds_profile(mine) == '/etc/my_profile.xml'
     assert mine == {'FASTDDS_DEFAULT_PROFILES_FILE': '/etc/my_profile.xml'}
+    off = {'FASTDDS_DEFAULT_PROFILES_FILE': ''}          # the user's way out: Fast DDS defaults
+    assert ros_env.use_shipped_dds_profile(off) is None and off == {}
 
 
 def test_best_effort_camera_frames_at_sensor_rate_are_not_lost():
