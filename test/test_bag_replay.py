@@ -117,10 +117,15 @@ LISTENER = textwrap.dedent('''
 ''')
 
 
-def test_separate_process_receives_outputs_while_a_bag_plays(bag, tmp_path):
+@pytest.mark.parametrize('backend', ['torch', 'onnxruntime'])
+def test_separate_process_receives_outputs_while_a_bag_plays(bag, tmp_path, backend):
     model = tiny_model(tmp_path / 'tiny.pt')
-    rsu = _node('rsu_node', f'model_path:={model}', 'device:=cpu', 'use_sim_time:=true',
-                'hysteresis.p_on:=0.0', 'hysteresis.p_off:=0.0')
+    if backend == 'onnxruntime':          # the exported graphs of the same model
+        from mmtok_ros.model.checkpoint import load_model
+        from mmtok_ros.model.export import export_model
+        model = export_model(load_model(model)[0], tmp_path / 'tiny.onnx').encoder
+    rsu = _node('rsu_node', f'model_path:={model}', f'backend:={backend}', 'device:=cpu',
+                'use_sim_time:=true', 'hysteresis.p_on:=0.0', 'hysteresis.p_off:=0.0')
     listener = subprocess.Popen([sys.executable, '-c', LISTENER, '40'], env=dict(os.environ),
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     replay = None

@@ -63,7 +63,11 @@ RSU_NODE_PARAMS: tuple[ParamSpec, ...] = (
               ' (package share dir, else the source tree)', read_only=True),
     ParamSpec('device', 'cuda', "cpu, cuda or cuda:N; cuda falls back to cpu with a WARN "
               'when no GPU is usable', read_only=True),
-    ParamSpec('torch_threads', 0, 'torch intra-op threads for inference (0: torch default)',
+    ParamSpec('backend', 'torch', 'torch (model_path: a .pt model file) or onnxruntime '
+              '(model_path: the FILE.onnx of mmtok export; fixed K per layer, the deadline '
+              'controller switches between the exported keep scales)', read_only=True),
+    ParamSpec('torch_threads', 0, 'intra-op threads for inference, torch or onnxruntime '
+              '(0: the runtime\'s default)',
               0, 256, read_only=True),
     ParamSpec('keep_ratio_scale', 0.0, 'keep-ratio override: every layer keeps scale * r_l of '
               'its tokens, and the deadline controller never goes above it (0: learned r_l)',

@@ -18,7 +18,7 @@ from typing import Any
 from ..data.decode import stamp_ns
 from ..data.stream import StreamConfig, TimeJump, WindowStream
 from ..data.window import Window, empty_window
-from ..model.checkpoint import ModelFileError, load_model
+from ..model.checkpoint import ModelFileError
 from ..model.shipped import default_model_path
 from ..runtime.handover import HandoverDecision, HysteresisConfig
 from ..timing import RollingPercentiles
@@ -105,24 +105,22 @@ class RsuNode(Node):
 
     # ------------------------------------------------------------------ start-up
     def _setup_model(self) -> None:
-        import torch
-
-        from ..devices import resolve_device
-        from ..runtime.predictor import DeadlineController, StreamingPredictor
+        from ..runtime.backends import load_predictor
+        from ..runtime.predictor import DeadlineController
         p = self.p
-        if p.torch_threads > 0:
-            torch.set_num_threads(p.torch_threads)
-        device, warning = resolve_device(p.device or 'cpu', strict=False)
-        self.device = str(device)
-        if warning:
-            self.get_logger().warning(warning)
         self.model_path = p.model_path or default_model_path()
         try:
-            model, self.model_meta = load_model(self.model_path, device=self.device)
-        except ModelFileError as err:
+            loaded = load_predictor(self.model_path, backend=p.backend, device=p.device,
+                                    threads=p.torch_threads)
+        except (ModelFileError, ValueError) as err:
             raise StartupError(f'cannot start: {err}') from None
+        for warning in loaded.warnings:
+            self.get_logger().warning(warning)
+        self.predictor, self.device = loaded.predictor, loaded.device
+        self.model_threshold = loaded.model_threshold
+        self.predictor.threshold = self._threshold()
+        model = self.predictor.model
         self.cfg = model.cfg
-        self.model_threshold = float(getattr(model, 'decision_threshold', 0.5))
         if self.cfg.n_frames != p.window_frames:
             raise StartupError(f'cannot start: window_frames={p.window_frames} but the model '
                                f'{self.model_path} was trained on {self.cfg.n_frames}-frame '
@@ -133,12 +131,10 @@ class RsuNode(Node):
             max_scale=self._max_scale(), patience=p.deadline_patience) if self.routed else None
         if self.routed and p.keep_ratio_scale > 0:
             model.set_keep_override(p.keep_ratio_scale)
-        self.predictor = StreamingPredictor(model, device=self.device,
-                                            threshold=self._threshold())
         if p.warmup:
             ms = self.predictor.warm_up(empty_window(self.cfg))
             self.get_logger().info(f'warm-up inference: {ms:.1f} ms on {self.device} '
-                                   f'({self.cfg.n_tokens} tokens)')
+                                   f'({p.backend}, {self.cfg.n_tokens} tokens)')
 
     def _threshold(self) -> float:
         """blocked_threshold, or (-1) the one the model file carries."""

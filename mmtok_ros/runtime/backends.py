@@ -1,0 +1,56 @@
+"""One call that gives the node a streaming predictor, whatever runs the model.
+
+``torch`` (default): a model file (``.pt``) in eager PyTorch on the resolved device.
+``onnxruntime``: the ``FILE.onnx`` of ``mmtok export`` (fixed K per layer, tokenizer and
+encoder graphs), on the execution providers that match the device (CUDA, then CPU; the
+CPU provider is always the fallback). Both predictors share one interface
+(``predict``, ``clear``, ``warm_up``, ``threshold``, ``model.cfg``,
+``model.tokens_per_layer()``, ``model.routed_layers()``, ``model.set_keep_override``), and
+both start with the decision threshold their model file carries (0.5 when it has none).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+BACKENDS = ('torch', 'onnxruntime')
+
+
+@dataclass
+class LoadedPredictor:
+    predictor: Any
+    device: str                      # torch device, or the onnxruntime provider running
+    model_threshold: float           # the decision threshold the model file carries
+    warnings: list[str] = field(default_factory=list)
+
+
+def load_predictor(model_path: str | Path, *, backend: str = 'torch', device: str = 'cpu',
+                   threads: int = 0) -> LoadedPredictor:
+    """The predictor for ``model_path``; raises ``ModelFileError`` (one line) on a bad file
+    and ``ValueError`` on an unknown backend."""
+    if backend not in BACKENDS:
+        raise ValueError(f'backend {backend!r} is not one of {", ".join(BACKENDS)}')
+    if backend == 'onnxruntime':
+        from .onnx_predictor import OnnxStreamingPredictor
+        providers = (['CUDAExecutionProvider', 'CPUExecutionProvider']
+                     if device.startswith('cuda') else ['CPUExecutionProvider'])
+        predictor = OnnxStreamingPredictor(model_path, providers=providers,
+                                           threads=threads or None)
+        return LoadedPredictor(predictor, predictor.device, predictor.threshold,
+                               list(predictor.warnings))
+    import torch
+
+    from ..devices import resolve_device
+    from ..model.checkpoint import load_model
+    from .predictor import StreamingPredictor
+    if threads > 0:
+        torch.set_num_threads(threads)
+    resolved, warning = resolve_device(device or 'cpu', strict=False)
+    model, _ = load_model(model_path, device=resolved)
+    threshold = float(getattr(model, 'decision_threshold', 0.5))
+    predictor = StreamingPredictor(model, device=resolved, threshold=threshold)
+    return LoadedPredictor(predictor, str(resolved), threshold, [warning] if warning else [])
+
+
+__all__ = ['BACKENDS', 'LoadedPredictor', 'load_predictor']
