@@ -13,7 +13,7 @@ from ..runtime.emulation import PolicyResult
 from ..runtime.emulation_road import RoadEvent, RoadTimeline
 
 _POLICY_STYLE = {'oracle': ('tab:green', '--'), 'reactive': ('tab:red', '-'),
-                 'proposed': ('tab:blue', '-')}
+                 'proposed': ('tab:blue', '-'), 'proposed_fallback': ('tab:purple', '-.')}
 
 
 def write_road_csv(path: str | Path, timeline: RoadTimeline,
@@ -91,18 +91,20 @@ def plot_road(path: str | Path, timeline: RoadTimeline, results: Mapping[str, Po
     return path
 
 
-def road_rows(scenario: str, metrics: Mapping[str, Mapping], check: Mapping | None) -> list[dict]:
-    """One table row per policy of one scenario."""
+def road_rows(scenario: str, metrics: Mapping[str, Mapping],
+              checks: Mapping[str, Mapping] | None = None) -> list[dict]:
+    """One table row per policy of one scenario; ``checks``: policy -> its
+    ``never_worse_check``."""
     rows = []
     for policy, m in metrics.items():
+        check = (checks or {}).get(policy)
         rows.append({'scenario': scenario, 'policy': policy,
                      'mean_served_rssi_dbm': m['mean_served_rssi_dbm'],
                      'time_below_threshold_s': m['time_below_threshold_s'],
                      'handovers': m['handovers'], 'serving_blockages': m['serving_blockages'],
                      'handed_over_before_blockage': m['handed_over_before_blockage'],
                      'lead_time_ms': m['lead_time_ms'],
-                     'never_worse': (None if check is None or policy != 'proposed'
-                                     else check['passed'])})
+                     'never_worse': None if check is None else check['passed']})
     return rows
 
 
