@@ -52,6 +52,24 @@ def status_array(*, name: str, hardware_id: str, level: int, message: str,
     return msg
 
 
+def health(*, silent: list[str], miss_streak: int, warn_after: int, deadline_ms: float,
+           inference_errors: int) -> tuple[int, str]:
+    """(``DiagnosticStatus`` level, message) of the inference node."""
+    from diagnostic_msgs.msg import DiagnosticStatus
+    level, problems = DiagnosticStatus.OK, []
+    if silent:
+        level = DiagnosticStatus.WARN
+        problems.append('silent: ' + ', '.join(silent))
+    if miss_streak >= warn_after:
+        level = DiagnosticStatus.WARN
+        problems.append(f'{miss_streak} consecutive deadline misses (threshold {warn_after}, '
+                        f'deadline {deadline_ms:.0f} ms)')
+    if inference_errors:
+        level = DiagnosticStatus.ERROR
+        problems.append(f'{inference_errors} inference errors')
+    return level, '; '.join(problems) or 'ok'
+
+
 class SilenceWatch:
     """Inputs silent for longer than ``after_ns``, each reported once until it is back.
 
@@ -105,5 +123,5 @@ class MissStreak:
         return False
 
 
-__all__ = ['MissStreak', 'SilenceWatch', 'key_values', 'set_stamp', 'set_time',
+__all__ = ['MissStreak', 'SilenceWatch', 'health', 'key_values', 'set_stamp', 'set_time',
            'status_array']

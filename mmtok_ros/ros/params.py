@@ -363,6 +363,25 @@ class RuntimeParameters:
             self.on_change(changed)
 
 
+def stream_config(p: SimpleNamespace) -> StreamConfig:
+    """The rsu_node parameters that configure its ``WindowStream``."""
+    return StreamConfig(
+        slop_ms=p.sync_slop_ms, partial_wait_ms=p.sync_partial_wait_ms,
+        queue_size=p.sync_queue_size, time_jump_ms=p.sync_time_jump_ms,
+        period_ms=p.frame_period_ms, n_frames=p.window_frames, s_th_dbm=p.s_th_dbm,
+        expected_image_wh=(p.expected_image_width, p.expected_image_height))
+
+
+def hysteresis_config(p: SimpleNamespace) -> HysteresisConfig:
+    """The rsu_node parameters of its handover decision (raises ValueError when inconsistent)."""
+    return HysteresisConfig(
+        p_on=p.hysteresis_p_on, p_off=p.hysteresis_p_off, on_windows=p.hysteresis_on_windows,
+        off_windows=p.hysteresis_off_windows,
+        min_dwell_ns=int(p.hysteresis_min_dwell_ms * 1e6),
+        floor_windows=p.hysteresis_floor_windows, s_th_dbm=p.s_th_dbm,
+        neighbour_stale_ns=int(p.hysteresis_neighbour_stale_ms * 1e6))
+
+
 def declare(node: Any, specs: tuple[ParamSpec, ...], *,
             on_change: Callable[[dict[str, Any]], None] | None = None,
             validate: Callable[[dict[str, Any]], str | None] | None = None) -> SimpleNamespace:
@@ -380,4 +399,5 @@ def declare(node: Any, specs: tuple[ParamSpec, ...], *,
 
 
 __all__ = ['BAG_REPLAY_PARAMS', 'HANDOVER_EMULATOR_PARAMS', 'ParamSpec', 'RSU_NODE_PARAMS',
-           'RuntimeParameters', 'SHIPPED_MODEL', 'check_value', 'declare', 'defaults']
+           'RuntimeParameters', 'SHIPPED_MODEL', 'check_value', 'declare', 'defaults',
+           'hysteresis_config', 'stream_config']

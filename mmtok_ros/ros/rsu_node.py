@@ -16,25 +16,24 @@ from collections import Counter
 from typing import Any
 
 from ..data.decode import stamp_ns
-from ..data.stream import StreamConfig, TimeJump, WindowStream
+from ..data.stream import TimeJump, WindowStream
 from ..data.window import Window, empty_window
 from ..model.checkpoint import ModelFileError
 from ..model.shipped import default_model_path
-from ..runtime.handover import HandoverDecision, HysteresisConfig
+from ..runtime.handover import HandoverDecision
 from ..timing import RollingPercentiles
-from .diagnostics import MissStreak, SilenceWatch, status_array
+from .diagnostics import MissStreak, SilenceWatch, health, status_array
 from .messages import handover_trigger, link_status
-from .params import RSU_NODE_PARAMS, declare
+from .params import RSU_NODE_PARAMS, declare, hysteresis_config, stream_config
 from .runtime import FrameQueue, StartupError, handover_qos, run_node, sensor_qos, status_qos
 
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from diagnostic_msgs.msg import DiagnosticArray
 from mmtok_msgs.msg import HandoverTrigger, LinkStatus
 from sensor_msgs.msg import Image, PointCloud2, Temperature
 
 NODE_NAME = 'rsu_node'
-OK, WARN, ERROR = DiagnosticStatus.OK, DiagnosticStatus.WARN, DiagnosticStatus.ERROR
 MS = 1_000_000
 NAN = float('nan')
 
@@ -54,17 +53,8 @@ class RsuNode(Node):
             raise StartupError(f'cannot start: input topics must be distinct, got '
                                f'{[p.image_topic, p.lidar_topic, *p.rssi_topics]}')
         try:
-            self.stream = WindowStream(self.cfg, roles, StreamConfig(
-                slop_ms=p.sync_slop_ms, partial_wait_ms=p.sync_partial_wait_ms,
-                queue_size=p.sync_queue_size, time_jump_ms=p.sync_time_jump_ms,
-                period_ms=p.frame_period_ms, n_frames=p.window_frames, s_th_dbm=p.s_th_dbm,
-                expected_image_wh=(p.expected_image_width, p.expected_image_height)))
-            self.decision = HandoverDecision(p.rsu_id, p.target_rsu, HysteresisConfig(
-                p_on=p.hysteresis_p_on, p_off=p.hysteresis_p_off,
-                on_windows=p.hysteresis_on_windows, off_windows=p.hysteresis_off_windows,
-                min_dwell_ns=int(p.hysteresis_min_dwell_ms * MS),
-                floor_windows=p.hysteresis_floor_windows, s_th_dbm=p.s_th_dbm,
-                neighbour_stale_ns=int(p.hysteresis_neighbour_stale_ms * MS)))
+            self.stream = WindowStream(self.cfg, roles, stream_config(p))
+            self.decision = HandoverDecision(p.rsu_id, p.target_rsu, hysteresis_config(p))
         except ValueError as err:
             raise StartupError(f'cannot start: {err}') from None
         self.neighbours = [n.strip() for n in p.neighbours.split(',') if n.strip()]
@@ -305,21 +295,13 @@ class RsuNode(Node):
             values[f'rate_hz/{topic}'] = self._rate_marks[topic] / max(elapsed, 1e-6)
         self._rate_marks.clear()
         values['silent_topics'] = ','.join(silent)
-        level, problems = OK, []
-        if silent:
-            level = WARN
-            problems.append('silent: ' + ', '.join(silent))
-        if self.misses.streak >= self.p.deadline_warn_after:
-            level = WARN
-            problems.append(f'{self.misses.streak} consecutive deadline misses '
-                            f'(threshold {self.p.deadline_warn_after}, '
-                            f'deadline {self.p.deadline_ms:.0f} ms)')
-        if self.worker['inference_errors']:
-            level = ERROR
-            problems.append(f"{self.worker['inference_errors']} inference errors")
+        level, message = health(silent=silent, miss_streak=self.misses.streak,
+                                warn_after=self.p.deadline_warn_after,
+                                deadline_ms=self.p.deadline_ms,
+                                inference_errors=self.worker['inference_errors'])
         self.pub_diag.publish(status_array(
             name=f'{self.get_name()}: inference', hardware_id=self.p.rsu_id, level=level,
-            message='; '.join(problems) or 'ok', values=values,
+            message=message, values=values,
             stamp=self.get_clock().now().to_msg()))
 
     def destroy_node(self) -> None:
