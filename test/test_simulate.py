@@ -255,3 +255,51 @@ def test_cli_summary(tmp_path, capsys):
     assert 'scenario_00' in text and 'truck_overtakes_near' in text and 'first blockage' in text
     assert main(['simulate', '--out', str(tmp_path / 'cli'), '--scenarios', '1',
                  '--frames', '3', '--no-progress']) == 2
+
+
+# ----------------------------------------------------------------------------- new kinds
+def test_new_kinds_are_new_and_match_their_design():
+    """Kinds for held-out evaluation: vehicles, speeds and geometries the default ten lack."""
+    assert not {k.name for k in scene.NEW_SCENARIO_KINDS} & {k.name for k in scene.SCENARIO_KINDS}
+    default_vehicles = {k.blocker_vehicle for k in scene.SCENARIO_KINDS}
+    assert {'articulated_bus', 'tall_van', 'camper', 'pickup'} <= (
+        {k.blocker_vehicle for k in scene.NEW_SCENARIO_KINDS} - default_vehicles)
+    assert any(k.receiver.speed_mps < 0 for k in scene.NEW_SCENARIO_KINDS)   # towards RSU 1
+    assert sum(bool(k.extra_blockers) for k in scene.NEW_SCENARIO_KINDS) >= 2
+    t_s = np.arange(sim_mod.DEFAULT_FRAMES) * PERIOD_NS * 1e-9
+    zero = {r: np.zeros_like(t_s) for r in scene.RSU_XYZ_M}
+    for i, kind in enumerate(scene.NEW_SCENARIO_KINDS):
+        sc = scene.make_scenario(i, seed=0, kinds=scene.NEW_SCENARIO_KINDS)
+        assert sc.kind is kind and len(sc.blockers()) == 1 + len(kind.extra_blockers)
+        assert abs(sc.receiver.speed_mps) <= scene.MAX_SPEED_MPS
+        assert all(abs(t.speed_mps) <= scene.MAX_SPEED_MPS for t, _ in sc.blockers())
+        blocked = sim_mod.channel_truth(sc, t_s, zero)['rssi']['rsu1'] < S_TH_DBM
+        if kind.blocks:
+            assert blocked.sum() >= 3 and not blocked[:5].any(), kind.name
+        else:
+            assert not blocked.any(), kind.name
+    # the camper-then-bus kind blocks twice; its two blockers each appear in the scene boxes
+    two = scene.NEW_SCENARIO_KINDS.index(next(k for k in scene.NEW_SCENARIO_KINDS
+                                              if k.name == 'two_blockers_camper_then_bus'))
+    sc = scene.make_scenario(two, seed=0, kinds=scene.NEW_SCENARIO_KINDS)
+    blocked = sim_mod.channel_truth(sc, t_s, zero)['rssi']['rsu1'] < S_TH_DBM
+    assert (np.diff(blocked.astype(int)) == 1).sum() == 2
+    assert len(sc.boxes_at(0.0)) == 3
+
+
+def test_new_kinds_simulate_and_leave_default_scenarios_unchanged(sim_out, tmp_path):
+    out, infos = sim_out
+    new = simulate(tmp_path / 'new', n_scenarios=1, seed=0, frames_per_scenario=N_FRAMES,
+                   kind_set='new', progress=False)
+    assert new[0].kind == scene.NEW_SCENARIO_KINDS[0].name
+    assert json.loads((tmp_path / 'new' / 'index.json').read_text())['kind_set'] == 'new'
+    # the default set draws the same scenarios as before the new kinds existed: the default
+    # run's index has no kind_set key and its truth has no extra-blocker keys
+    assert 'kind_set' not in json.loads((out / 'index.json').read_text())
+    truth = json.loads((out / 'scenario_00.truth.json').read_text())
+    assert 'extra_blockers' not in truth and 'extra_blockers_xy_m' not in truth['frames'][0]
+    both = simulate(tmp_path / 'all', n_scenarios=1, seed=0, frames_per_scenario=N_FRAMES,
+                    kind_set='all', progress=False)
+    assert both[0].payload_sha256 == infos[0].payload_sha256       # kind 0 of 'all' = default's
+    with pytest.raises(ValueError, match='kind set'):
+        simulate(tmp_path / 'x', n_scenarios=1, kind_set='old', progress=False)

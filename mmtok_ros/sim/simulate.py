@@ -34,7 +34,7 @@ import numpy as np
 from ..constants import FRAME_PERIOD_NS, S_TH_DBM
 from . import bag_writer as bw
 from . import camera, channel, lidar
-from .scene import RSU_XYZ_M, Scenario, make_scenario, static_boxes
+from .scene import KIND_SETS, RSU_XYZ_M, SCENARIO_KINDS, Scenario, make_scenario, static_boxes
 
 DEFAULT_FRAMES = 85                      # 10 x 85 frames ~ 800 five-frame windows (Sec. IV-B)
 T0_NS = 1_717_200_000_000_000_000        # fixed epoch (2024-06-01) so bags are reproducible
@@ -129,6 +129,9 @@ def channel_truth(sc: Scenario, t_s: np.ndarray, shadow_db: dict[str, np.ndarray
     for rsu, tx in RSU_XYZ_M.items():
         loss = channel.box_blockage_loss_db(tx, rx, blk_xy, sc.blocker_vehicle.length_m,
                                             sc.blocker_vehicle.height_m)
+        for track, spec in sc.extra_blockers:   # several screens: their losses (dB) add
+            loss = loss + channel.box_blockage_loss_db(tx, rx, track.xy_at(t_s), spec.length_m,
+                                                       spec.height_m)
         out['loss'][rsu] = loss
         out['rssi'][rsu] = channel.mean_rssi_dbm(tx, rx, loss) + shadow_db[rsu]   # Eq. (5)
     return out
@@ -167,11 +170,12 @@ def _tf_transforms() -> dict[str, tuple[np.ndarray, np.ndarray]]:
 
 
 def simulate_scenario(out_dir: Path, index: int, seed: int, n_frames: int,
-                      drop: tuple[str, float] | None, progress: bool) -> ScenarioInfo:
+                      drop: tuple[str, float] | None, progress: bool,
+                      kinds: tuple = SCENARIO_KINDS) -> ScenarioInfo:
     """Write ``scenario_XX/`` (bag) and ``scenario_XX.truth.json`` for one scenario."""
     from tqdm import tqdm
 
-    sc = make_scenario(index, seed)
+    sc = make_scenario(index, seed, kinds)
     name = f'scenario_{index:02d}'
     bag_path, truth_path = out_dir / name, out_dir / f'{name}.truth.json'
     t0_ns = T0_NS + index * SCENARIO_SPACING_NS
@@ -234,6 +238,8 @@ def simulate_scenario(out_dir: Path, index: int, seed: int, n_frames: int,
                 'blocked': bool(blocked[k]),
                 'receiver_xyz_m': _r(sc.receiver_antenna_xyz_m(np.array(t_k))),
                 'blocker_xy_m': _r(sc.blocker.xy_at(t_k)),
+                **({'extra_blockers_xy_m': [_r(track.xy_at(t_k)) for track, _ in sc.extra_blockers]}
+                   if sc.extra_blockers else {}),
             })
         counts, digest = dict(bag.counts), bag.payload_sha256
     runs = blocked_runs(blocked, nominal_ns)
@@ -262,11 +268,13 @@ def simulate_scenario(out_dir: Path, index: int, seed: int, n_frames: int,
 def simulate(out_dir: str | Path, *, n_scenarios: int = 10, seed: int = 0,
              frames_per_scenario: int | None = None,
              drop_modality: str | tuple[str, float] | None = None,
-             progress: bool = True) -> list[ScenarioInfo]:
+             progress: bool = True, kind_set: str = 'default') -> list[ScenarioInfo]:
     """Simulate ``n_scenarios`` testbed runs into ``out_dir`` (bags, truth sidecars, index.json).
 
-    Scenario i uses kind i % 10 (see ``scene.SCENARIO_KINDS``). Raises FileExistsError before
-    writing anything if a scenario bag or sidecar already exists.
+    Scenario i uses kind i % 10 (see ``scene.SCENARIO_KINDS``); ``kind_set='new'``: kind
+    i % 8 of ``scene.NEW_SCENARIO_KINDS`` (kinds never in the default set), ``'all'``: the 18
+    in turn. Raises FileExistsError before writing anything if a scenario bag or sidecar
+    already exists.
     """
     from tqdm import tqdm
 
@@ -276,6 +284,9 @@ def simulate(out_dir: str | Path, *, n_scenarios: int = 10, seed: int = 0,
     if n_frames < 1:
         raise ValueError('frames_per_scenario must be >= 1')
     drop = parse_drop_modality(drop_modality)
+    if kind_set not in KIND_SETS:
+        raise ValueError(f'unknown kind set {kind_set!r}; choose from {sorted(KIND_SETS)}')
+    kinds = KIND_SETS[kind_set]
     out = Path(out_dir)
     for i in range(n_scenarios):
         for p in (out / f'scenario_{i:02d}', out / f'scenario_{i:02d}.truth.json'):
@@ -283,12 +294,13 @@ def simulate(out_dir: str | Path, *, n_scenarios: int = 10, seed: int = 0,
                 raise FileExistsError(f'{p} exists already; refusing to overwrite '
                                       '(choose another output directory or delete it)')
     out.mkdir(parents=True, exist_ok=True)
-    infos = [simulate_scenario(out, i, seed, n_frames, drop, progress)
+    infos = [simulate_scenario(out, i, seed, n_frames, drop, progress, kinds)
              for i in tqdm(range(n_scenarios), desc='scenarios', disable=not progress,
                            position=0)]
     index_doc = {'generator': 'mmtok_ros.sim', 'truth_version': TRUTH_VERSION, 'seed': seed,
                  'frame_period_ns': FRAME_PERIOD_NS, 'frames_per_scenario': n_frames,
                  'drop_modality': list(drop) if drop else None,
+                 **({'kind_set': kind_set} if kind_set != 'default' else {}),
                  'topics': {'image': bw.TOPIC_IMAGE, 'lidar': bw.TOPIC_LIDAR,
                             'rssi': bw.TOPIC_RSSI, 'tf_static': bw.TOPIC_TF_STATIC},
                  'scenarios': [info.index_row() for info in infos]}
