@@ -244,6 +244,19 @@ def test_shipped_model_exports_and_matches(tmp_path, method):
     with torch.no_grad():
         ref = model(batch).numpy()
     assert np.abs(onnx_logits(result, batch) - ref).max() <= TOL
+    # real windows: sensor messages through decode, synchronizer and window assembly, with a
+    # camera frame and an RSSI reading missing (test_window's generator), cache on
+    from test_window import CAM, PARTIAL, RSU1, messages
+
+    from mmtok_ros.data import build_windows_from_messages
+    msgs = messages(10, skip={(5, CAM), (6, RSU1)})
+    real, _, _ = build_windows_from_messages(msgs, model.cfg, **PARTIAL)
+    assert len(real) >= 3 and not all(w.arrays['present'].all() for w in real)
+    torch_pred, onnx_pred = StreamingPredictor(model), OnnxStreamingPredictor(result.encoder)
+    for w in real:
+        a, b = torch_pred.predict(w), onnx_pred.predict(w)
+        assert abs(a.p_blocked - b.p_blocked) <= TOL
+        assert a.frames_tokenized == b.frames_tokenized
 
 
 def test_bench_compares_both_backends_in_one_run(tmp_path, capsys):
