@@ -117,6 +117,9 @@ def test_report_writes_table_json_and_plots(testbed, tmp_path):
     table = (tmp_path / 'table6.md').read_text()
     assert "routed (γ'=0.4)" in table and 'onsets announced' in table
     assert rows[1]['onsets_predicted'] <= rows[1]['onsets']
+    # prediction metrics and both baselines in the table
+    assert 'AUROC' in table and 'persistence (baseline)' in table and 'always clear (baseline)' in table
+    assert 0 <= rows[1]['auroc_mean'] <= 1 or np.isnan(rows[1]['auroc_mean'])
 
 
 def test_onset_recall_counts_only_first_blocked_windows():
@@ -402,3 +405,20 @@ def test_training_benchmark_prints_a_table_and_writes_json(tmp_path, capsys):
         assert r['recipe_minutes'] == pytest.approx(
             (400 / r['train_windows_per_s'] + 40 / r['infer_windows_per_s']) / 60)
     assert '| routed | no-grad | 1 |' in capsys.readouterr().out
+
+
+def test_kind_folds_hold_out_whole_kinds(tmp_path):
+    from mmtok_ros.train.crossval import kind_folds, scenario_kinds
+    groups = np.repeat(np.arange(6), 3)
+    kinds = ['truck', 'van', 'bus', 'truck', 'van', 'bus']     # kind of each scenario
+    folds = kind_folds(groups, kinds, 3)
+    for train, test in folds:
+        assert len({kinds[g] for g in groups[test]}) == 1
+        assert not {kinds[g] for g in groups[train]} & {kinds[g] for g in groups[test]}
+    with pytest.raises(ValueError, match='by kind'):
+        kind_folds(groups, kinds, 4)
+    (tmp_path / 'index.json').write_text(json.dumps({'scenarios': [{'name': 'a', 'kind': 'k1'}]}))
+    (tmp_path / 'b.truth.json').write_text(json.dumps({'kind': 'k2'}))
+    assert scenario_kinds(tmp_path, ['a', 'b']) == ['k1', 'k2']
+    with pytest.raises(ValueError, match='no scenario kind'):
+        scenario_kinds(tmp_path, ['c'])

@@ -57,22 +57,45 @@ def plot_accuracy_latency(rows: list[dict], path: Path, *, ylabel: str = 'accura
     plt.close(fig)
 
 
-def markdown_table(rows: list[dict], title: str) -> str:
+def _prediction_cells(r: dict) -> str:
+    """AUROC, onset recall 1/2/3/5 frames ahead, median lead, false alarms, recall at the fixed
+    false-alarm rate (pooled over folds x seeds); dashes for beam rows."""
+    if 'auroc_mean' not in r:
+        return '- | - | - | - | -'
+    ahead = ' / '.join(f"{r['onset_recall_ahead'][k]:.2f}" for k in ('1', '2', '3', '5'))
+    return (f"{r['auroc_mean']:.3f} | {ahead} | {r['median_lead_ms']:.0f} | "
+            f"{r['false_alarms_per_min']:.2f} | {r['recall_at_fixed_false_alarm_rate']:.2f}")
+
+
+def markdown_table(rows: list[dict], title: str, baselines: dict | None = None) -> str:
+    fixed = next((r['max_false_alarms_per_min'] for r in rows if 'max_false_alarms_per_min' in r),
+                 None)
+    fixed_head = f'onset recall at ≤ {fixed:g} FA/min' if fixed is not None else 'onset recall at fixed FA'
     lines = [f'### {title}', '',
-             '| method | accuracy [%] | onsets announced | latency [ms] | peak memory [MB] | GFLOPs '
-             '| tokens per layer |',
-             '|---|---|---|---|---|---|---|']
+             '| method | accuracy [%] | onsets announced | AUROC | onset recall 1 / 2 / 3 / 5 frames '
+             f'ahead | median lead [ms] | false alarms / min | {fixed_head} | latency [ms] | '
+             'peak memory [MB] | GFLOPs | tokens per layer | learned r_l |',
+             '|---|---|---|---|---|---|---|---|---|---|---|---|---|']
     for r in rows:
         onsets = f"{r['onsets_predicted']}/{r['onsets']}" if r.get('onsets') is not None else '-'
+        ratios = ','.join(f'{v:.3f}' for v in r.get('keep_ratios_mean') or []) or '-'
         lines.append(f"| {r['label']} | {100 * r['accuracy_mean']:.2f} ± {100 * r['accuracy_std']:.2f} "
-                     f"| {onsets} | {r['latency_ms_median']:.1f} | {format_mb(r['peak_mem_mb'])} | {r['gflops']:.2f} "
-                     f"| {','.join(map(str, r['tokens_per_layer']))} |")
+                     f"| {onsets} | {_prediction_cells(r)} "
+                     f"| {r['latency_ms_median']:.1f} | {format_mb(r['peak_mem_mb'])} | {r['gflops']:.2f} "
+                     f"| {','.join(map(str, r['tokens_per_layer']))} | {ratios} |")
+    for name, b in (baselines or {}).items():
+        lines.append(f"| {name.replace('_', ' ')} (baseline) | {100 * b['accuracy_mean']:.2f} ± "
+                     f"{100 * b['accuracy_std']:.2f} | - | {_prediction_cells(b)} | - | - | - | - "
+                     '| - |')
     return '\n'.join(lines) + '\n'
 
 
 def run_report(data: WindowDataset, *, preset_name: str, methods: list[str], gammas: list[float],
                folds: int, seeds: list[int], tc: TrainConfig, out_dir: str | Path,
-               max_folds: int | None = None, bench_reps: int = 7, progress: bool = True) -> list[dict]:
+               max_folds: int | None = None, bench_reps: int = 7, progress: bool = True,
+               group_kinds: list[str] | None = None, horizon: int = 1) -> list[dict]:
+    """``group_kinds``: leave-kinds-out folds (kind of each group) instead of folds by
+    scenario; ``horizon``: the label horizon in frames (1: the paper's next frame)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -81,7 +104,7 @@ def run_report(data: WindowDataset, *, preset_name: str, methods: list[str], gam
             cfg = preset(preset_name, method=method,
                          **({} if gamma is None else {'target_keep_ratio': gamma}))
             cv = cross_validate(cfg, data, folds=folds, seeds=seeds, tc=tc, max_folds=max_folds,
-                                progress=progress)
+                                progress=progress, group_kinds=group_kinds, horizon=horizon)
             ratios = [r['keep_ratios'] for r in cv['runs'] if r['keep_ratios']]
             rows.append({'method': method, 'gamma': gamma,
                          'label': method if gamma is None else f"{method} (γ'={gamma:.1f})",
@@ -92,6 +115,10 @@ def run_report(data: WindowDataset, *, preset_name: str, methods: list[str], gam
                          **({'onsets': sum(r['onsets'] for r in cv['runs']),
                              'onsets_predicted': sum(r['onsets_predicted'] for r in cv['runs'])}
                             if all('onsets' in r for r in cv['runs']) else {}),
+                         **{k: cv[k] for k in ('auroc_mean', 'onset_recall_ahead', 'median_lead_ms',
+                                               'false_alarms_per_min',
+                                               'recall_at_fixed_false_alarm_rate',
+                                               'max_false_alarms_per_min') if k in cv},
                          'crossval': cv})
     bench = benchmark_methods(preset_name, methods=sorted({r['method'] for r in rows}),
                               gammas=gammas, reps=bench_reps, device=tc.device, progress=progress)
@@ -102,13 +129,16 @@ def run_report(data: WindowDataset, *, preset_name: str, methods: list[str], gam
             b = next(x for x in bench if x['method'] == r['method'])
         r.update({k: b[k] for k in ('latency_ms_median', 'latency_ms_p90', 'peak_mem_mb', 'gflops',
                                     'tokens_per_layer', 'device_name')})
-    title = (f"Table VI on {preset_name}: {folds}-fold CV by scenario"
+    split = 'kind (whole kinds held out)' if group_kinds is not None else 'scenario'
+    title = (f"Table VI on {preset_name}: {folds}-fold CV by {split}"
              f"{f' (first {max_folds} folds)' if max_folds else ''}, seeds {seeds}, "
              f"{tc.epochs} epochs, lr {tc.lr:g}"
              f"{f', steady fraction {tc.steady_fraction:g}' if tc.steady_fraction < 1 else ''}"
              f"{f', modality dropout {tc.modality_dropout:g}' if tc.modality_dropout else ''}"
+             f"{f', label horizon {horizon} frames' if horizon > 1 else ''}"
              f"; latency on {rows[0]['device_name']}")
-    (out_dir / 'table6.md').write_text(markdown_table(rows, title))
+    (out_dir / 'table6.md').write_text(markdown_table(rows, title,
+                                                      rows[0]['crossval'].get('baselines')))
     (out_dir / 'table6.json').write_text(json.dumps(rows, indent=2) + '\n')
     plot_keep_ratios(rows, out_dir / 'keep_ratios.png')
     plot_accuracy_latency(rows, out_dir / 'accuracy_vs_latency.png')
