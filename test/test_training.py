@@ -422,3 +422,17 @@ def test_kind_folds_hold_out_whole_kinds(tmp_path):
     assert scenario_kinds(tmp_path, ['a', 'b']) == ['k1', 'k2']
     with pytest.raises(ValueError, match='no scenario kind'):
         scenario_kinds(tmp_path, ['c'])
+
+
+def test_keep_ratios_of_model_files_are_printed_and_plotted(tmp_path, capsys):
+    from mmtok_ros.model import MultiModalTransformer
+    from mmtok_ros.model.checkpoint import save_model
+    model = MultiModalTransformer(preset('rsu-mini', keep_ratio_init=0.35))
+    path = save_model(tmp_path / 'r.pt', model)
+    assert main(['report', '--data', 'unused', '--plot-keep-ratios', str(path),
+                 '--out', str(tmp_path)]) == 0
+    assert (tmp_path / 'keep_ratios_models.png').stat().st_size > 0
+    assert 'r_1..r_4 = 0.350, 0.350, 0.350, 0.350' in capsys.readouterr().out
+    mha = save_model(tmp_path / 'm.pt', MultiModalTransformer(preset('rsu-mini', method='mha')))
+    assert main(['report', '--data', 'unused', '--plot-keep-ratios', str(mha),
+                 '--out', str(tmp_path)]) == 2

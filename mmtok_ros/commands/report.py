@@ -18,9 +18,37 @@ def add_arguments(p) -> None:
                         'out: blockages never trained on)')
     p.add_argument('--bench-reps', type=int, default=7)
     p.add_argument('--out', default='results/report')
+    p.add_argument('--plot-keep-ratios', default='', metavar='MODEL[,MODEL...]',
+                   help='only plot the learned r_l of these model files (Fig. 3 style) into '
+                        '--out/keep_ratios_models.png, and print them; no training')
+
+
+def plot_keep_ratios_of_models(paths: list[str], out_dir: str) -> int:
+    from pathlib import Path
+
+    from ..model.checkpoint import load_model
+    from ..train.report import plot_model_keep_ratios
+    series, gammas = {}, set()
+    for path in paths:
+        model, _ = load_model(path)
+        ratios = model.keep_ratios().tolist()
+        if not ratios:
+            raise ValueError(f'{path} ({model.cfg.method}) has no keep ratios to plot')
+        series[Path(path).stem] = ratios
+        gammas.add(model.cfg.target_keep_ratio)
+        print(f"{path}: r_1..r_{len(ratios)} = {', '.join(f'{r:.3f}' for r in ratios)} "
+              f"(gamma' {model.cfg.target_keep_ratio:g}, spread {max(ratios) - min(ratios):.3f})")
+    out = Path(out_dir) / 'keep_ratios_models.png'
+    out.parent.mkdir(parents=True, exist_ok=True)
+    plot_model_keep_ratios(series, out, gamma=gammas.pop() if len(gammas) == 1 else None)
+    print(f'wrote {out}')
+    return 0
 
 
 def run(args) -> int:
+    if args.plot_keep_ratios:
+        return plot_keep_ratios_of_models([p for p in args.plot_keep_ratios.split(',') if p],
+                                          args.out)
     from ..model import preset
     from ..train.build import dataset_from_bags
     from ..train.report import run_report

@@ -39,6 +39,27 @@ def plot_keep_ratios(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def plot_model_keep_ratios(series: dict[str, list[float]], path: Path, *,
+                           gamma: float | None = None) -> None:
+    """Fig. 3-style: the learned keep ratio r_l per block of several model files."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    for label, ratios in series.items():
+        ax.plot(range(1, len(ratios) + 1), ratios, marker='o', label=label)
+    if gamma is not None:
+        ax.axhline(gamma, color='grey', lw=0.8, ls=':', label=f"γ'={gamma:g}")
+    ax.set_xlabel('transformer block')
+    ax.set_ylabel('learned keep ratio $r_l$')
+    ax.set_xticks(range(1, max(len(r) for r in series.values()) + 1))
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+
+
 def plot_accuracy_latency(rows: list[dict], path: Path, *, ylabel: str = 'accuracy [%]') -> None:
     import matplotlib
     matplotlib.use('Agg')
