@@ -38,7 +38,7 @@ class OnnxModelError(ModelFileError):
     """An exported file is missing, unreadable, or not an ``mmtok export`` graph."""
 
 
-def _session(path: Path, providers: list[str], threads: int | None):
+def _session(path: Path, providers: list[str], threads: int | None, spin: bool = False):
     import onnxruntime as ort
     if not path.is_file():
         raise OnnxModelError(f'ONNX file not found: {path} (write it with mmtok export)')
@@ -47,6 +47,9 @@ def _session(path: Path, providers: list[str], threads: int | None):
     if threads:
         opts.intra_op_num_threads = int(threads)
         opts.inter_op_num_threads = 1
+    # idle intra-op threads busy-wait by default: CPU taken from the node's other threads
+    # (and from torch when both run in one process, as in mmtok bench --backend)
+    opts.add_session_config_entry('session.intra_op.allow_spinning', '1' if spin else '0')
     try:
         return ort.InferenceSession(str(path), opts, providers=providers)
     except Exception as err:  # noqa: BLE001 - onnxruntime raises its own types per failure
@@ -132,15 +135,17 @@ class OnnxStreamingPredictor:
     encoders of other keep scales are found from its metadata, next to it. ``providers``:
     onnxruntime execution providers in order of preference (default CPU); unavailable ones
     are dropped and listed in ``warnings`` (also logged). ``threshold`` None: the decision
-    threshold recorded at export, else 0.5.
+    threshold recorded at export, else 0.5. ``threads``: onnxruntime's intra-op threads
+    (default: its own choice, one per physical core); ``spin``: let idle threads busy-wait
+    (off: the node shares the CPU).
     """
 
     def __init__(self, encoder_path: str | os.PathLike, *, providers=None,
                  threshold: float | None = None, cache_frames: int | None = None,
-                 threads: int | None = None):
+                 threads: int | None = None, spin: bool = False):
         path = Path(encoder_path)
         self.providers, self.warnings = choose_providers(providers)
-        primary_session = _session(path, self.providers, threads)
+        primary_session = _session(path, self.providers, threads, spin)
         meta = _metadata(primary_session, path, 'encoder')
         try:
             cfg = ModelConfig.from_dict(json.loads(meta['config']))
@@ -153,11 +158,12 @@ class OnnxStreamingPredictor:
         graphs = {}
         for scale, name in scale_files.items():
             p = path if scale == primary else path.with_name(name)
-            session = primary_session if scale == primary else _session(p, self.providers,
-                                                                         threads)
+            session = primary_session if scale == primary else _session(
+                p, self.providers, threads, spin)
             m = _metadata(session, p, 'encoder')
             graphs[scale] = (session, tuple(json.loads(m['tokens_per_layer'])), p)
-        self.tokenizer_session = _session(path.with_name(tok_name), self.providers, threads)
+        self.tokenizer_session = _session(path.with_name(tok_name), self.providers, threads,
+                                          spin)
         _metadata(self.tokenizer_session, path.with_name(tok_name), 'tokenizer')
         used = self.tokenizer_session.get_providers()
         if used[0] != self.providers[0]:
