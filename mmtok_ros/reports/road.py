@@ -50,8 +50,8 @@ def plot_road(path: str | Path, timeline: RoadTimeline, results: Mapping[str, Po
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     frames = np.arange(len(timeline.t_ns))
-    cmap = plt.get_cmap('tab10')
-    rsu_color = {r: cmap(3 + i) for i, r in enumerate(timeline.rsus)}
+    palette = ('tab:orange', 'tab:cyan', 'tab:olive', 'tab:brown', 'tab:pink', 'tab:gray')
+    rsu_color = {r: palette[i % len(palette)] for i, r in enumerate(timeline.rsus)}
     fig, (ax, ax2) = plt.subplots(2, 1, figsize=(9, 6.2), sharex=True,
                                   gridspec_kw={'height_ratios': [3, 1.3]})
     for r in timeline.rsus:
