@@ -232,6 +232,11 @@ class RsuNode(Node):
                                f'{event.serving_rssi_dbm:.1f} dBm')
 
     def _keep_scale(self) -> float:
+        """The keep scale running: an exported model runs the graph nearest below the
+        controller's scale (``ExportedModel.keep_scale``)."""
+        running = getattr(self.predictor.model, 'keep_scale', None)
+        if running is not None:
+            return float(running)
         return float(self.controller.scale if self.controller else 1.0)
 
     def _deadline(self, latency_ms: float, met: bool) -> None:
