@@ -326,7 +326,8 @@ def test_the_down_pass_without_autograd_keeps_eq18_output_and_keep_ratio_gradien
         model.zero_grad()
         out = model(batch)
         out.sum().backward()
-        results.append((out.detach(), torch.stack([l.keep_ratio.grad for l in model.routed_layers()])))
+        grads = torch.stack([layer.keep_ratio.grad for layer in model.routed_layers()])
+        results.append((out.detach(), grads))
     (out_full, grad_full), (out_fast, grad_fast) = results
     assert torch.allclose(out_full, out_fast, atol=1e-6)
     # the last layer's dL/dr is exact; earlier layers' differ by the one-token difference of

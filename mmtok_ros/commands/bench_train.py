@@ -89,7 +89,8 @@ def run(args) -> int:
             torch.set_num_threads(n_threads)
             for method in methods:
                 cfg = preset(args.preset, method=method, target_keep_ratio=args.gamma)
-                variants = [True, False] if method in ('routed', 'ablation1', 'ablation2') else [True]
+                learned = method in ('routed', 'ablation1', 'ablation2')   # Eq. 18 passes
+                variants = [True, False] if learned else [True]
                 for down_pass_grad in variants:
                     load_before = os.getloadavg()[0]
                     timing = time_variant(cfg, down_pass_grad=down_pass_grad, steps=args.steps,

@@ -96,7 +96,8 @@ def run(args) -> int:
     held = np.isin(data.groups, [names.index(h) for h in holdout])
     if args.horizon < 1:
         raise ValueError(f'--horizon must be >= 1 frame, got {args.horizon}')
-    model, history = train_model(cfg, data.subset(np.flatnonzero(~held)).with_horizon(args.horizon),
+    train_data = data.subset(np.flatnonzero(~held)).with_horizon(args.horizon)
+    model, history = train_model(cfg, train_data,
                                  train_config(args, args.seed), progress=not args.no_progress,
                                  init=init)
     meta = {'train_bags': [n for n in names if n not in holdout], 'holdout_bags': holdout,

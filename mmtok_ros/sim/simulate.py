@@ -238,7 +238,7 @@ def simulate_scenario(out_dir: Path, index: int, seed: int, n_frames: int,
                 'blocked': bool(blocked[k]),
                 'receiver_xyz_m': _r(sc.receiver_antenna_xyz_m(np.array(t_k))),
                 'blocker_xy_m': _r(sc.blocker.xy_at(t_k)),
-                **({'extra_blockers_xy_m': [_r(track.xy_at(t_k)) for track, _ in sc.extra_blockers]}
+                **({'extra_blockers_xy_m': [_r(t.xy_at(t_k)) for t, _ in sc.extra_blockers]}
                    if sc.extra_blockers else {}),
             })
         counts, digest = dict(bag.counts), bag.payload_sha256

@@ -58,8 +58,8 @@ def pooled_prediction_scores(runs: list[dict]) -> dict:
     aurocs = [r['auroc'] for r in runs if np.isfinite(r['auroc'])]
     return {'auroc_mean': float(np.mean(aurocs)) if aurocs else float('nan'),
             'onsets_pooled': int(len(leads)),
-            'onset_recall_ahead': {k: float((leads >= int(k)).mean()) if len(leads) else float('nan')
-                                   for k in ('1', '2', '3', '5')},
+            'onset_recall_ahead': {k: float((leads >= int(k)).mean()) if len(leads)
+                                   else float('nan') for k in ('1', '2', '3', '5')},
             'median_lead_ms': float(np.median(leads) * period_ms) if len(leads) else float('nan'),
             'false_alarms_per_min': n_false / minutes if minutes > 0 else float('nan'),
             'recall_at_fixed_false_alarm_rate': float(np.mean(
@@ -117,7 +117,8 @@ def cross_validate(cfg: ModelConfig, data: WindowDataset, *, folds: int, seeds: 
                                'accuracy_std': mean_std([b['accuracy'] for b in per_run])[1],
                                **pooled_prediction_scores(per_run)}
     return {'method': cfg.method, 'gamma': cfg.target_keep_ratio, 'folds': folds,
-            'split': 'scenario' if group_kinds is None else 'kind', 'label_horizon_frames': horizon,
+            'split': 'scenario' if group_kinds is None else 'kind',
+            'label_horizon_frames': horizon,
             'folds_run': len(splits), 'seeds': seeds, 'accuracy_mean': mean, 'accuracy_std': std,
             'accuracy_ci95': confidence_interval_95(accuracies),
             **pooled_prediction_scores(runs), 'baselines': baselines, 'runs': runs}

@@ -126,8 +126,8 @@ def alarm_scores(alarm: np.ndarray, labels: np.ndarray, groups: np.ndarray, *,
     minutes = clear_minutes(labels, period_ms)
     n_false = false_alarms(alarm, labels, groups)
     out = {'onsets': int(len(leads)),
-           'onset_recall_ahead': {str(k): (float((leads >= k).mean()) if len(leads) else float('nan'))
-                                  for k in ONSET_FRAMES_AHEAD},
+           'onset_recall_ahead': {str(k): float((leads >= k).mean()) if len(leads)
+                                  else float('nan') for k in ONSET_FRAMES_AHEAD},
            'lead_frames': leads.tolist(),
            'median_lead_ms': float(np.median(leads) * period_ms) if len(leads) else float('nan'),
            'false_alarms': n_false, 'clear_minutes': minutes,

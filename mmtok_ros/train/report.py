@@ -91,7 +91,8 @@ def _prediction_cells(r: dict) -> str:
 def markdown_table(rows: list[dict], title: str, baselines: dict | None = None) -> str:
     fixed = next((r['max_false_alarms_per_min'] for r in rows if 'max_false_alarms_per_min' in r),
                  None)
-    fixed_head = f'onset recall at ≤ {fixed:g} FA/min' if fixed is not None else 'onset recall at fixed FA'
+    fixed_head = (f'onset recall at ≤ {fixed:g} FA/min' if fixed is not None
+                  else 'onset recall at fixed FA')
     lines = [f'### {title}', '',
              '| method | accuracy [%] | onsets announced | AUROC | onset recall 1 / 2 / 3 / 5 frames '
              f'ahead | median lead [ms] | false alarms / min | {fixed_head} | latency [ms] | '
@@ -136,8 +137,8 @@ def run_report(data: WindowDataset, *, preset_name: str, methods: list[str], gam
                          **({'onsets': sum(r['onsets'] for r in cv['runs']),
                              'onsets_predicted': sum(r['onsets_predicted'] for r in cv['runs'])}
                             if all('onsets' in r for r in cv['runs']) else {}),
-                         **{k: cv[k] for k in ('auroc_mean', 'onset_recall_ahead', 'median_lead_ms',
-                                               'false_alarms_per_min',
+                         **{k: cv[k] for k in ('auroc_mean', 'onset_recall_ahead',
+                                               'median_lead_ms', 'false_alarms_per_min',
                                                'recall_at_fixed_false_alarm_rate',
                                                'max_false_alarms_per_min') if k in cv},
                          'crossval': cv})
