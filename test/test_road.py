@@ -230,6 +230,13 @@ def test_simulate_and_emulate_commands_with_a_tiny_model(road_run, tmp_path, cap
 
     assert main(['simulate', '--rsus', '1', '--out', str(tmp_path / 'x')]) == 2
     assert 'a road needs 3' in capsys.readouterr().err
+    assert main(['simulate', '--rsus', '3', '--drop-modality', 'image', '--out',
+                 str(tmp_path / 'x')]) == 2
+    assert main(['simulate', '--rsus', '4', '--scenarios', '1', '--frames', '1', '--out',
+                 str(tmp_path / 'four'), '--no-progress']) == 0
+    assert 'rsu4:' in capsys.readouterr().out
+    index = json.loads((tmp_path / 'four' / 'index.json').read_text())
+    assert index['n_rsus'] == 4 and index['window_topic_maps']['rsu4']['/rssi/rsu3'] == 'rssi/rsu2'
     cfg = preset('rsu-cpu', image_hw=(32, 32), bev_hw=(32, 32), n_frames=2, n_layers=1,
                  d_model=32, n_heads=2, router_hidden=8, cnn_widths=(8, 8))
     model_path = save_model(tmp_path / 'tiny.pt', MultiModalTransformer(cfg))
