@@ -79,16 +79,23 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     import numpy as np
 
+    from ..devices import resolve_device
     from ..model import preset
     from ..model.checkpoint import load_model, save_model
+    from ..train import distributed
     from ..train.build import dataset_from_bags
     from ..train.trainer import evaluate, train_model
+    # under torchrun: join the process group now, so that rank 0 builds the dataset cache
+    # alone; only rank 0 prints, evaluates and writes the model file (docs/distributed.md)
+    distributed.setup(resolve_device(args.device)[0])
+    main = distributed.is_main()
     init, init_meta = load_model(args.init, device='cpu') if args.init else (None, {})
     cfg = init.cfg if init is not None else preset(args.preset, method=args.method,
                                                    target_keep_ratio=args.gamma)
-    if init is not None:
+    if init is not None and main:
         print(f"going on from {args.init} ({cfg.preset}/{cfg.method} gamma'={cfg.target_keep_ratio})")
-    data, names = dataset_from_bags(args.data, cfg, progress=not args.no_progress)
+    with distributed.main_first():
+        data, names = dataset_from_bags(args.data, cfg, progress=not args.no_progress and main)
     holdout = [h for h in args.holdout.split(',') if h]
     unknown = sorted(set(holdout) - set(names))
     if unknown:
@@ -100,6 +107,8 @@ def run(args) -> int:
     model, history = train_model(cfg, train_data,
                                  train_config(args, args.seed), progress=not args.no_progress,
                                  init=init)
+    if not main:
+        return 0
     meta = {'train_bags': [n for n in names if n not in holdout], 'holdout_bags': holdout,
             'history': history, 'keep_ratios': model.keep_ratios().tolist(),
             'label_horizon_frames': args.horizon}

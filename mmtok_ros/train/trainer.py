@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import asdict, dataclass
+from functools import partial
 
 import numpy as np
 import torch
@@ -19,6 +20,7 @@ from tqdm import tqdm
 
 from ..devices import resolve_device
 from ..model import ModelConfig, MultiModalTransformer
+from . import distributed
 from .dataset import WindowDataset
 from .metrics import (DEFAULT_MAX_FALSE_ALARMS_PER_MIN, baseline_scores, horizon_labels,
                       prediction_scores)
@@ -130,6 +132,7 @@ def train_model(cfg: ModelConfig, data: WindowDataset, tc: TrainConfig = TrainCo
     rng = np.random.default_rng(tc.seed)
     dropout_gen = torch.Generator().manual_seed(tc.seed)
     device, _ = resolve_device(tc.device)
+    ctx, device = distributed.setup(device)   # torchrun: this rank's process group and GPU
     if init is not None and init.cfg != cfg:
         raise ValueError(f'init model config differs from the training config: {init.cfg} vs {cfg}')
     model = (init if init is not None else MultiModalTransformer(cfg)).to(device).train()
@@ -158,18 +161,28 @@ def train_model(cfg: ModelConfig, data: WindowDataset, tc: TrainConfig = TrainCo
     schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: min(
         (i + 1) / warmup,
         0.1 + 0.45 * (1 + math.cos(math.pi * min(1.0, (i - warmup) / max(1, total_steps - warmup))))))
+    net = distributed.wrap(model, ctx, device)   # DDP under torchrun, else ``model``
     start = time.perf_counter()
-    bar = tqdm(total=tc.epochs * steps, desc=desc, disable=not progress, leave=False)
+    bar = tqdm(total=tc.epochs * steps, desc=desc, disable=not progress or not ctx.is_main,
+               leave=False)
     for _ in range(tc.epochs):
         order = epoch_rows(data, tc, rng, near)
         total = 0.0
         ratio_grad = torch.zeros(len(ratio_params))
         for i in range(steps):
             rows = order[i * tc.batch_size:(i + 1) * tc.batch_size]
-            batch, labels = data.batch(rows, device)
-            if tc.modality_dropout:
-                batch = drop_modalities(batch, tc.modality_dropout, dropout_gen)
-            loss = task_loss(model(batch), labels, pos_weight) + model.keep_ratio_penalty()
+            if ctx.active:   # this rank's slice of the global batch, its loss scaled for DDP
+                batch, labels, scale = distributed.shard_batch(
+                    data, rows, ctx, device, model,
+                    partial(drop_modalities, p=tc.modality_dropout, generator=dropout_gen)
+                    if tc.modality_dropout else None)
+                loss = (task_loss(net(batch), labels, pos_weight) * scale
+                        + model.keep_ratio_penalty())             # Eq. 19, penalty unscaled
+            else:
+                batch, labels = data.batch(rows, device)
+                if tc.modality_dropout:
+                    batch = drop_modalities(batch, tc.modality_dropout, dropout_gen)
+                loss = task_loss(model(batch), labels, pos_weight) + model.keep_ratio_penalty()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             for j, p in enumerate(ratio_params):  # dL/dr_l through Eq. 18 and 19, unclipped
@@ -180,6 +193,7 @@ def train_model(cfg: ModelConfig, data: WindowDataset, tc: TrainConfig = TrainCo
             schedule.step()
             total += float(loss.detach()) * len(rows)
             bar.update(1)
+        total = distributed.mean_over_ranks(total, ctx)   # the global batches' loss
         history['epoch_loss'].append(total / len(order))
         history['keep_ratios'].append(model.keep_ratios().detach().cpu().tolist())
         history['keep_ratio_grad'].append((ratio_grad / steps).tolist())   # mean per step
@@ -189,13 +203,16 @@ def train_model(cfg: ModelConfig, data: WindowDataset, tc: TrainConfig = TrainCo
     history['train_config'] = asdict(tc)
     history['windows_per_s'] = tc.epochs * per_epoch / max(history['seconds'], 1e-9)
     history['torch_threads'] = torch.get_num_threads()
+    if ctx.active:
+        distributed.unwrap(model)
+        history['distributed'] = {'world_size': ctx.world_size, 'backend': ctx.backend}
     for layer in model.routed_layers():
         layer.down_pass_grad = True
     model.eval()
     if cfg.n_classes == 1 and tc.threshold_windows > 0:
-        history['decision_threshold'] = choose_threshold(
+        history['decision_threshold'] = distributed.from_main(lambda: choose_threshold(
             model, data, max_windows=tc.threshold_windows, radius=tc.transition_radius,
-            seed=tc.seed)
+            seed=tc.seed), ctx)
     return model, history
 
 
