@@ -113,11 +113,34 @@ def test_serving_neighbour_blocked_moves_to_another_or_home():
     e = d.update(T0 + P, 0.9, serving_rssi_dbm=-44.0)
     assert (e.source_rsu, e.target_rsu, e.reason, e.reason_code) == \
         ('rsu3', 'rsu2', 'target_blocked', 3)
-    see(d, 2, {'rsu2': (0.1, -60.0), 'rsu3': (0.9, -42.0)})        # rsu2 measured down now
-    assert d.update(T0 + 2 * P, 0.9) is None                       # home predicted blocked
-    assert d.no_target == 1
-    e = d.update(T0 + 3 * P, 0.5, serving_rssi_dbm=-44.0)          # home below p_on, not low
+    see(d, 2, {'rsu2': (0.1, -60.0), 'rsu3': (0.9, -42.0)})        # rsu2 measured down now:
+    e = d.update(T0 + 2 * P, 0.9)                                  # the measured-best link
+    assert (e.source_rsu, e.target_rsu, e.reason) == ('rsu2', 'rsu3', 'target_blocked')
+    see(d, 3, {'rsu2': (0.1, -60.0), 'rsu3': (0.9, -42.0)})        # rsu3 still predicts its
+    e = d.update(T0 + 3 * P, 0.5, serving_rssi_dbm=-44.0)          # block; home is clear
     assert (e.target_rsu, e.reason) == ('rsu1', 'target_blocked')
+
+
+def test_a_serving_neighbour_measured_down_goes_to_the_best_measured_link_like_reactive():
+    d = decision()
+    see(d, 0, {'rsu2': (0.1, -45.0), 'rsu3': (0.1, -43.0)})
+    assert d.update(T0, 0.9, serving_rssi_dbm=-44.0).target_rsu == 'rsu3'
+    # rsu3's link is measured below S_th; rsu2's model says blocked but its link measures
+    # well, better than home's: the floor follows the measurements, as reactive does
+    see(d, 1, {'rsu2': (0.9, -41.0), 'rsu3': (0.1, -60.0)})
+    e = d.update(T0 + P, 0.9, serving_rssi_dbm=-44.0)
+    assert (e.source_rsu, e.target_rsu, e.reason) == ('rsu3', 'rsu2', 'target_blocked')
+    see(d, 2, {'rsu2': (0.1, -58.0), 'rsu3': (0.1, -60.0)})        # now rsu2 is down too
+    e = d.update(T0 + 2 * P, 0.9, serving_rssi_dbm=-44.0)          # home measures best
+    assert (e.target_rsu, e.reason) == ('rsu1', 'target_blocked')
+
+
+def test_the_floor_takes_the_best_measured_neighbour_even_if_its_model_says_blocked():
+    d = decision()
+    see(d, 0, {'rsu2': (0.95, -41.0), 'rsu3': (0.9, -44.0)})        # every model: blocked
+    e = d.update(T0, 0.0, serving_rssi_dbm=-55.0)                   # own link measured down
+    assert (e.target_rsu, e.reason) == ('rsu2', 'measured_below_threshold')
+    assert e.target_rssi_dbm == -41.0
 
 
 @pytest.mark.parametrize('rssi', [None, CLEAR_DBM])

@@ -110,7 +110,7 @@ def run_emulate(args: argparse.Namespace, n_rsus: int) -> int:
                                             hysteresis=hysteresis)
         metrics = {p: r.metrics for p, r in results.items()}
         check = {p: road.never_worse_check(name, metrics, policy=p)
-                 for p in ('proposed', 'proposed_fallback')}
+                 for p in ('proposed',)}
         checks.append(check)
         rows += report.road_rows(name, metrics, check)
         report.write_road_csv(out / f'fig5_{name}.csv', tl, results)
@@ -129,7 +129,7 @@ def run_emulate(args: argparse.Namespace, n_rsus: int) -> int:
                         for r, v in raw[name].items()},
             'switches': {p: [{'t_s': (s.time_ns - tl.t0_ns) / 1e9, 'rsu': s.rsu}
                              for s in r.switches] for p, r in results.items()}}
-    passed = {p: sum(c[p]['passed'] for c in checks) for p in ('proposed', 'proposed_fallback')}
+    passed = {p: sum(c[p]['passed'] for c in checks) for p in ('proposed',)}
     doc = {'model': str(args.model), 'data': str(args.data), 'n_rsus': n_rsus,
            'latency_ms': latency_ms, 'latency_source': 'given' if args.latency_ms is not None
            else f'median streaming inference per window here, torch threads '

@@ -13,7 +13,7 @@ from ..runtime.emulation import PolicyResult
 from ..runtime.emulation_road import RoadEvent, RoadTimeline
 
 _POLICY_STYLE = {'oracle': ('tab:green', '--'), 'reactive': ('tab:red', '-'),
-                 'proposed': ('tab:blue', '-'), 'proposed_fallback': ('tab:purple', '-.')}
+                 'proposed': ('tab:blue', '-')}
 
 
 def write_road_csv(path: str | Path, timeline: RoadTimeline,

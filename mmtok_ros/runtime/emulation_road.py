@@ -21,11 +21,10 @@ it, at max(t_k, window's newest stamp) + latency, as in the two-RSU emulation):
   ``neighbour_stale_ns`` ignored. With a model held at "clear" (p_blocked 0 on every frame)
   ``proposed`` makes exactly these switches;
 * ``oracle`` -- always the RSU with the best true RSSI, switched at the frame itself;
-* ``proposed_fallback`` -- ``proposed`` plus one rule the decision lacks: when its floor holds
-  (serving link measured below S_th) but it finds no eligible neighbour (every fresh one
-  predicted blocked, or none has a window yet) and counts ``no_target``, take the reactive
-  choice. Measured on the road (docs/road.md), ``proposed`` without it is worse than reactive
-  whenever the neighbours' models say "blocked": this is the fix it shows.
+The decision's floor takes the neighbour with the best measured RSSI, whatever the
+neighbours' models say (as ``reactive`` does); before it did, the floor found no target when
+every neighbour's model said "blocked" and the vehicle stayed on a blocked link
+(docs/road.md has the numbers before and after).
 
 Metrics per policy: ``mean_served_rssi_dbm``, ``time_below_threshold_s`` (frames served below
 S_th x frame period), ``handovers`` (serving changes), and per blockage of the serving link
@@ -46,7 +45,7 @@ from ..constants import FRAME_PERIOD_NS, S_TH_DBM
 from .emulation import PolicyResult, Switch, Timeline, effective_switches, serve
 from .handover import HandoverDecision, HysteresisConfig
 
-ROAD_POLICIES = ('proposed', 'reactive', 'oracle', 'proposed_fallback')
+ROAD_POLICIES = ('proposed', 'reactive', 'oracle')
 # The check "proposed never worse than reactive", per scenario: no more time below S_th
 # (no tolerance: one frame more is worse) and a mean served RSSI at most this much lower.
 NEVER_WORSE_RSSI_TOL_DB = 0.1
@@ -176,10 +175,9 @@ def _reactive_choice(timeline: RoadTimeline, held: _HeldRssi, serving: str, k: i
 
 
 def proposed_switches(timeline: RoadTimeline, preds: FramePredictions, *, latency_ms: float,
-                      hysteresis: HysteresisConfig = HysteresisConfig(),
-                      floor_fallback: bool = False) -> tuple[list[Switch], list[RoadEvent]]:
-    """The serving RSU's HandoverDecision, frame by frame (see the module docstring);
-    ``floor_fallback``: the ``proposed_fallback`` policy."""
+                      hysteresis: HysteresisConfig = HysteresisConfig()
+                      ) -> tuple[list[Switch], list[RoadEvent]]:
+    """The serving RSU's HandoverDecision, frame by frame (see the module docstring)."""
     latency_ns = int(round(latency_ms * 1e6))
     held = _HeldRssi(timeline, hysteresis.neighbour_stale_ns)
     serving = timeline.home_rsu
@@ -195,17 +193,10 @@ def proposed_switches(timeline: RoadTimeline, preds: FramePredictions, *, latenc
         stamp = own_stamp if own_stamp >= 0 else int(t)
         p_own = float(preds.p_blocked[serving][k])
         rssi = float(timeline.measured_dbm[serving][k])
-        no_target = decision.no_target
         event = decision.update(stamp, p_own, serving_rssi_dbm=rssi)
-        if event is not None:
-            target, reason = event.target_rsu, event.reason
-        elif (floor_fallback and decision.no_target > no_target
-              and rssi < timeline.s_th_dbm):
-            target, reason = _reactive_choice(timeline, held, serving, k), 'floor_fallback'
-            if target is None:
-                continue
-        else:
+        if event is None:
             continue
+        target, reason = event.target_rsu, event.reason
         exec_ns = max(stamp, int(t)) + latency_ns
         switches.append(Switch(exec_ns, target))
         events.append(RoadEvent(k, exec_ns, serving, target, reason, p_own))
@@ -304,13 +295,10 @@ def emulate_road(timeline: RoadTimeline, preds: FramePredictions, *, latency_ms:
     """The three policies on one scenario; returns their results and the proposed events."""
     proposed, events = proposed_switches(timeline, preds, latency_ms=latency_ms,
                                          hysteresis=hysteresis)
-    fallback, _ = proposed_switches(timeline, preds, latency_ms=latency_ms,
-                                    hysteresis=hysteresis, floor_fallback=True)
     policies = {'proposed': proposed,
                 'reactive': reactive_switches_road(
                     timeline, latency_ms=latency_ms, stale_ns=hysteresis.neighbour_stale_ns),
-                'oracle': oracle_switches_road(timeline),
-                'proposed_fallback': fallback}
+                'oracle': oracle_switches_road(timeline)}
     return ({n: evaluate_road_policy(n, timeline, sw) for n, sw in policies.items()}, events)
 
 

@@ -21,10 +21,13 @@ While a neighbour serves:
   is blocked (predicted ``>= p_on`` or measured below S_th): move to the best other neighbour,
   or home if no neighbour qualifies and the home link is neither predicted nor measured blocked.
 
-The target is the best *eligible* neighbour: a state no older than ``neighbour_stale_ns`` (by
-data time, either direction), not predicted blocked (``p_blocked < p_on``) and not measured
-below S_th; best = highest measured RSSI (a neighbour without a measurement ranks after those
-with one), then lowest ``p_blocked``, then RSU id. With no fresh neighbour state at all (none
+The target of a predicted blockage is the best *eligible* neighbour: a state no older than
+``neighbour_stale_ns`` (by data time, either direction), not predicted blocked
+(``p_blocked < p_on``) and not measured below S_th; best = highest measured RSSI (a neighbour
+without a measurement ranks after those with one), then lowest ``p_blocked``, then RSU id.
+The floor (a link *measured* below S_th) follows the measurements as the reactive policy
+does: the fresh neighbour with the best measured RSSI at or above S_th, whatever the
+neighbours' models say, then an eligible one. With no fresh neighbour state at all (none
 observed yet, or all stale), the configured ``target_rsu`` is taken blindly, as the two-RSU
 design always did; with fresh states that all say blocked, nobody is handed the vehicle and
 ``no_target`` counts the window.
@@ -183,6 +186,16 @@ class HandoverDecision:
         if self._off >= cfg.off_windows and dwell_ok:
             return self._switch(stamp_ns, self.home_rsu, p_blocked, rssi, 'predicted_clear')
         serving = self._fresh(stamp_ns).get(self.serving_rsu)
+        if serving is not None and serving.rssi_dbm < cfg.s_th_dbm:
+            # the floor for the serving neighbour's link: the best measured link, home
+            # included, as the reactive policy would take
+            best = self._best_measured(stamp_ns, exclude=(self.serving_rsu,))
+            home_ok = math.isfinite(rssi) and not measured_low
+            if home_ok and (best is None or rssi >= best.rssi_dbm):
+                return self._switch(stamp_ns, self.home_rsu, p_blocked, rssi, 'target_blocked')
+            if best is not None:
+                return self._switch(stamp_ns, best.rsu_id, p_blocked, rssi, 'target_blocked',
+                                    best)
         if serving is not None and self._blocked(serving.p_blocked, serving.rssi_dbm):
             best = self._best(stamp_ns, exclude=(self.serving_rsu,))
             if best is not None:
@@ -211,9 +224,20 @@ class HandoverDecision:
                                             -s.rssi_dbm if math.isfinite(s.rssi_dbm) else 0.0,
                                             s.p_blocked, s.rsu_id))
 
+    def _best_measured(self, stamp_ns: int, exclude: tuple[str, ...]) -> NeighbourState | None:
+        """The fresh neighbour with the best measured RSSI at or above S_th, predictions
+        aside: what the reactive policy takes, so the floor is never worse than reactive."""
+        usable = [s for k, s in self._fresh(stamp_ns).items()
+                  if k not in exclude and s.rssi_dbm >= self.config.s_th_dbm]   # NaN: no
+        return max(usable, key=lambda s: (s.rssi_dbm, s.rsu_id)) if usable else None
+
     def _switch_to_best(self, stamp_ns: int, p_blocked: float, rssi: float, reason: str,
                         exclude: tuple[str, ...]) -> HandoverEvent | None:
-        best = self._best(stamp_ns, exclude)
+        # the floor follows the measurements, like the reactive policy; a predicted blockage
+        # prefers a neighbour whose own prediction is clear
+        best = ((self._best_measured(stamp_ns, exclude)
+                 if reason == 'measured_below_threshold' else None)
+                or self._best(stamp_ns, exclude))
         if best is not None:
             return self._switch(stamp_ns, best.rsu_id, p_blocked, rssi, reason, best)
         if not self._fresh(stamp_ns) and self.target_rsu is not None:
