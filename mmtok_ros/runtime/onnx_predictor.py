@@ -18,7 +18,6 @@ import json
 import logging
 import os
 import time
-from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +26,7 @@ from ..data.window import Window
 from ..model.checkpoint import ModelFileError
 from ..model.config import ModelConfig
 from .predictor import Prediction
+from .token_cache import FrameTokenCache
 
 _log = logging.getLogger(__name__)
 
@@ -179,14 +179,15 @@ class OnnxStreamingPredictor:
                           else self.model.decision_threshold or 0.5)
         self.modalities = tuple(cfg.modalities)
         self.device = used[0]
-        self.cache: OrderedDict[tuple, np.ndarray] = OrderedDict()
-        self.cache_frames = cache_frames or 2 * cfg.n_frames
-        self.cache_hits = 0
-        self.cache_misses = 0
+        self.cache = FrameTokenCache(cache_frames or 2 * cfg.n_frames)
 
-    @staticmethod
-    def _key(window: Window, t: int) -> tuple:
-        return int(window.stamps_ns[t]), tuple(bool(p) for p in window.arrays['present'][t])
+    @property
+    def cache_hits(self) -> int:
+        return self.cache.hits
+
+    @property
+    def cache_misses(self) -> int:
+        return self.cache.misses
 
     def _tokenize(self, window: Window, ts: list[int]) -> np.ndarray:
         """Frames ``ts`` of ``window`` -> (len(ts), n, d) tokens."""
@@ -201,28 +202,14 @@ class OnnxStreamingPredictor:
             raise ValueError(f'the exported graph takes {self.model.cfg.n_frames}-frame '
                              f'windows, got {T} frames')
         start = time.perf_counter()
-        keys = [self._key(window, t) for t in range(T)]
-        missing = [t for t, k in enumerate(keys) if not use_cache or k not in self.cache]
-        fresh = {}
-        if missing:
-            tokens = self._tokenize(window, missing)                         # (m, n, d)
-            fresh = {keys[t]: tokens[i] for i, t in enumerate(missing)}
-        frame_tokens = np.stack([fresh[k] if k in fresh else self.cache[k] for k in keys])
-        logits = self.model.session.run(None, {'frame_tokens': frame_tokens[None]})[0]
+        tokens, n_new = self.cache.window_tokens(
+            window, lambda ts: self._tokenize(window, ts), use_cache=use_cache)   # (m, n, d)
+        logits = self.model.session.run(None, {'frame_tokens': np.stack(tokens)[None]})[0]
         logit = float(logits[0, 0])                                        # (T, n, d) -> ()
         p = float(1.0 / (1.0 + np.exp(-logit)))
         inference_ms = (time.perf_counter() - start) * 1e3
-        if use_cache:
-            for k, v in fresh.items():
-                self.cache[k] = v
-            for k in keys:
-                self.cache.move_to_end(k)
-            while len(self.cache) > self.cache_frames:
-                self.cache.popitem(last=False)
-            self.cache_hits += T - len(missing)
-            self.cache_misses += len(missing)
         return Prediction(int(window.newest_stamp_ns), p, p >= self.threshold, inference_ms,
-                          len(missing), tuple(self.model.tokens_per_layer()))
+                          n_new, tuple(self.model.tokens_per_layer()))
 
     def clear(self) -> None:
         """Forget cached frames (time jumped back: old stamps may come again)."""

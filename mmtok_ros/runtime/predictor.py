@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,6 +17,7 @@ from ..data.window import Window
 from ..devices import synchronize
 from ..model import MultiModalTransformer
 from ..model.compress import autocast_for
+from .token_cache import FrameTokenCache
 
 _log = logging.getLogger(__name__)
 
@@ -42,14 +42,15 @@ class StreamingPredictor:
         self.precision = precision
         self.threshold = threshold
         self.modalities = tuple(model.cfg.modalities)
-        self.cache: OrderedDict[tuple, torch.Tensor] = OrderedDict()
-        self.cache_frames = cache_frames or 2 * model.cfg.n_frames
-        self.cache_hits = 0
-        self.cache_misses = 0
+        self.cache = FrameTokenCache(cache_frames or 2 * model.cfg.n_frames)
 
-    @staticmethod
-    def _key(window: Window, t: int) -> tuple:
-        return int(window.stamps_ns[t]), tuple(bool(p) for p in window.arrays['present'][t])
+    @property
+    def cache_hits(self) -> int:
+        return self.cache.hits
+
+    @property
+    def cache_misses(self) -> int:
+        return self.cache.misses
 
     def _frame_batch(self, window: Window, ts: list[int]) -> dict[str, torch.Tensor]:
         """Frames ``ts`` of ``window`` as a (1, len(ts), ...) model batch."""
@@ -60,32 +61,18 @@ class StreamingPredictor:
 
     @torch.no_grad()
     def predict(self, window: Window, *, use_cache: bool = True) -> Prediction:
-        T = len(window.stamps_ns)
         synchronize(self.device)
         start = time.perf_counter()
         with autocast_for(self.device, self.precision):
-            keys = [self._key(window, t) for t in range(T)]
-            missing = [t for t, k in enumerate(keys) if not use_cache or k not in self.cache]
-            fresh = {}
-            if missing:
-                tokens = self.model.tokenize(self._frame_batch(window, missing))[0]  # (m, n, d)
-                fresh = {keys[t]: tokens[i] for i, t in enumerate(missing)}
-            frame_tokens = torch.stack([fresh[k] if k in fresh else self.cache[k] for k in keys])
-            logit = self.model.encode(frame_tokens[None])[0, 0].float()             # (T, n, d) -> ()
+            def tokenize(ts: list[int]) -> torch.Tensor:
+                return self.model.tokenize(self._frame_batch(window, ts))[0]   # (m, n, d)
+            tokens, n_new = self.cache.window_tokens(window, tokenize, use_cache=use_cache)
+            logit = self.model.encode(torch.stack(tokens)[None])[0, 0].float()  # (T, n, d) -> ()
         p = float(torch.sigmoid(logit))
         synchronize(self.device)
         inference_ms = (time.perf_counter() - start) * 1e3
-        if use_cache:
-            for k, v in fresh.items():
-                self.cache[k] = v
-            for k in keys:
-                self.cache.move_to_end(k)
-            while len(self.cache) > self.cache_frames:
-                self.cache.popitem(last=False)
-            self.cache_hits += T - len(missing)
-            self.cache_misses += len(missing)
         return Prediction(int(window.newest_stamp_ns), p, p >= self.threshold, inference_ms,
-                          len(missing), tuple(self.model.tokens_per_layer()))
+                          n_new, tuple(self.model.tokens_per_layer()))
 
     def clear(self) -> None:
         """Forget cached frames (time jumped back: old stamps may come again)."""
