@@ -3,15 +3,18 @@ the same model as one process with the same global batch and seed.
 
 One torchrun job (2 processes, loopback only, one thread each) runs ``mmtok train`` on a
 small simulated bag and then ``train_model`` on a synthetic data set whose batches split
-unevenly over the ranks and leave rank 1 an empty slice; this test process trains the same
-two models in one process and compares the model files, loss histories, keep ratios and
-decision thresholds.
+unevenly over the ranks and leave rank 1 an empty slice (it steps on a zero-weight padding
+window); this test process trains the same two models in one process and compares the
+model files, loss histories, keep ratios and decision thresholds.
 
 Tolerance: the two runs compute the same sums in a different order (each rank sums its
 slice, gloo sums the ranks; the batch norms' statistics are combined from per-rank sums), so
 they agree to float32 rounding, amplified a little by Adam over the steps: losses within
-1e-5 relative, weights within 1e-4 of the tensor's largest entry (measured: see
-docs/distributed.md). Training itself moves the weights by far more than that (checked).
+1e-5 relative, weights within 2e-4 of the tensor's largest entry. Measured here: 1.2e-5
+(mmtok train) and 3.7e-5 (synthetic), losses 6e-8 and 1.4e-6 relative; with the batch norms
+not synchronised, or the rank losses not scaled by their share, the weights differ by 2e-2 to
+3e-2. Training itself moves the weights by 0.47 to 0.57 (checked: more than 100x the
+tolerance).
 """
 from __future__ import annotations
 
@@ -41,7 +44,8 @@ CLI_ARGS = ['--preset', 'rsu-mini', '--epochs', '2', '--batch-size', '4', '--lr'
             '--steady-fraction', '0.7', '--modality-dropout', '0.25', '--threads', '1',
             '--device', 'cpu', '--no-progress']
 # the synthetic run: 22 windows in batches of 7, 7, 7, 1 (4+3 per rank, then 1+0: rank 1
-# runs a step on no window); the K_down pass without autograd; modality dropout on
+# steps on a padding window that weighs nothing); the K_down pass without autograd;
+# modality dropout on
 SYNTH_CONFIG = TrainConfig(epochs=2, batch_size=7, lr=1e-3, seed=5, device='cpu',
                            modality_dropout=0.3, down_pass_grad=False, threshold_windows=64)
 
@@ -159,11 +163,16 @@ def test_two_gloo_processes_equal_one_process(tmp_path):
            if k not in ('RANK', 'LOCAL_RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT')}
     env.update(OMP_NUM_THREADS='1', GLOO_SOCKET_IFNAME='lo', CUDA_VISIBLE_DEVICES='',
                ROS_AUTOMATIC_DISCOVERY_RANGE='LOCALHOST')
-    cmd = [sys.executable, '-m', 'torch.distributed.run', '--nnodes', '1',
-           '--nproc_per_node', str(N_PROC), '--master_addr', '127.0.0.1',
-           '--master_port', str(_free_port()), __file__, 'worker', str(tmp_path), str(data_dir)]
-    job = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=110)
-    assert job.returncode == 0, job.stdout[-3000:] + job.stderr[-3000:]
+    for attempt in range(2):   # a second port only if another process took the first one
+        cmd = [sys.executable, '-m', 'torch.distributed.run', '--nnodes', '1',
+               '--nproc_per_node', str(N_PROC), '--master_addr', '127.0.0.1',
+               '--master_port', str(_free_port()), __file__, 'worker', str(tmp_path),
+               str(data_dir)]
+        job = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=100)
+        if job.returncode == 0 or 'address already in use' not in job.stderr.lower():
+            break
+    ranks = '\n'.join(line for line in job.stderr.splitlines() if 'rank' in line.lower())
+    assert job.returncode == 0, job.stdout[-2000:] + ranks[-6000:] + job.stderr[-2000:]
     assert job.stdout.count('wrote ') == 1, job.stdout   # rank 0 alone reports and writes
 
     threads = torch.get_num_threads()

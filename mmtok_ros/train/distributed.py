@@ -122,13 +122,18 @@ def _shutdown() -> None:
 
 @contextmanager
 def main_first():
-    """Rank 0 runs the block first (for instance building the dataset cache), the other ranks
-    wait for it and then run it too (reading the cache rank 0 wrote)."""
+    """Run the block (building the dataset cache) in three turns: rank 0 alone, then the first
+    process of every other node (a cache hit on a shared file system, else built once per
+    node), then all others (cache hits). Every rank passes two barriers."""
     ctx = current()
-    if ctx.active and not ctx.is_main:
+    if not ctx.active:
+        yield
+        return
+    turn = 0 if ctx.is_main else 1 if ctx.local_rank == 0 else 2
+    for _ in range(turn):
         dist.barrier()
     yield
-    if ctx.active and ctx.is_main:
+    for _ in range(turn, 2):
         dist.barrier()
 
 
@@ -148,8 +153,9 @@ def shard_batch(data, rows: np.ndarray, ctx: Context, device: torch.device, mode
     """This rank's (batch, labels, loss scale) of the global batch ``rows``. The scale
     ``n_local * N / n_global`` makes DDP's mean of the ranks' gradients the gradient of the
     global batch's mean loss. ``drop`` (modality dropout, batch -> batch) gets the global
-    batch's ``present`` mask, as in one process, and this rank keeps its slice. An empty slice becomes one padding window (the batch's
-    first) with scale 0 whose frames ``model``'s batch norms leave out of their statistics."""
+    batch's ``present`` mask, as in one process, and this rank keeps its slice. An empty
+    slice becomes one padding window (the batch's first) with scale 0 whose frames
+    ``model``'s batch norms leave out of their statistics."""
     lo, hi = shard_bounds(len(rows), ctx)
     padding = hi == lo
     local = slice(0, 1) if padding else slice(lo, hi)
