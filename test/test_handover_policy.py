@@ -189,3 +189,17 @@ def test_bad_input_is_refused():
     assert d.update(T0, 0.9).target_rsu == 'rsu2'
     assert set(REASON_CODES) == {'predicted_blockage', 'measured_below_threshold',
                                  'predicted_clear', 'target_blocked'}
+
+
+def test_no_proactive_handover_within_the_dwell_of_an_arrival_but_the_floor_acts():
+    cfg = HysteresisConfig(min_dwell_ns=3 * P)
+    d = HandoverDecision('rsu3', None, cfg, arrived_ns=T0)          # just handed to rsu3
+    see(d, 0, {'rsu1': (0.1, -41.0)})
+    assert d.update(T0 + P, 0.95, serving_rssi_dbm=-40.0) is None   # a prediction alone waits
+    see(d, 2, {'rsu1': (0.1, -41.0)})
+    e = d.update(T0 + 2 * P, 0.2, serving_rssi_dbm=-52.0)           # measured down: at once
+    assert (e.target_rsu, e.reason) == ('rsu1', 'measured_below_threshold')
+    later = HandoverDecision('rsu3', None, cfg, arrived_ns=T0)
+    see(later, 3, {'rsu1': (0.1, -41.0)})
+    e = later.update(T0 + 3 * P, 0.95, serving_rssi_dbm=-40.0)      # after the dwell: proactive
+    assert (e.target_rsu, e.reason) == ('rsu1', 'predicted_blockage')

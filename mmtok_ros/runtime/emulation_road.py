@@ -201,7 +201,7 @@ def proposed_switches(timeline: RoadTimeline, preds: FramePredictions, *, latenc
         switches.append(Switch(exec_ns, target))
         events.append(RoadEvent(k, exec_ns, serving, target, reason, p_own))
         serving = target
-        decision = HandoverDecision(serving, None, hysteresis)
+        decision = HandoverDecision(serving, None, hysteresis, arrived_ns=stamp)
     return switches, events
 
 

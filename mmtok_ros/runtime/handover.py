@@ -6,7 +6,9 @@ the home link's measured RSSI and the neighbours' own link states into handover 
 without flapping. While the home RSU serves:
 
 * ``predicted_blockage`` -- after ``on_windows`` consecutive windows with ``p_blocked >= p_on``
-  (``on_windows=1``: at the first confident prediction, proactive);
+  (``on_windows=1``: at the first confident prediction, proactive), at least ``min_dwell_ns``
+  after the last handover or the vehicle's arrival (``arrived_ns``): a prediction alone never
+  bounces the vehicle straight back (ping-pong); the floor below is not held back;
 * ``measured_below_threshold`` -- the reactive floor: after ``floor_windows`` consecutive
   windows whose measured home RSSI is below S_th (Eq. 8), whatever the model says. This is
   what a reactive policy does, so the proactive policy is never later than the reactive one.
@@ -91,7 +93,8 @@ class HysteresisConfig:
     p_off: float = 0.3              # p_blocked below this counts toward handing back
     on_windows: int = 1             # consecutive windows needed to hand over
     off_windows: int = 5            # consecutive windows needed to hand back
-    min_dwell_ns: int = 3_000_000_000   # no hand-back earlier than this after a handover
+    # no hand-back, and no proactive handover, earlier than this after a handover
+    min_dwell_ns: int = 3_000_000_000
     # Reactive floor: 1 window, as the reactive baseline (mmtok emulate) hands over after the
     # first frame measured below S_th; 2 would filter one-frame fades but make the proposed
     # policy one frame period (300 ms) later than reactive whenever the model misses.
@@ -124,7 +127,10 @@ class HandoverDecision:
     (``observe_neighbour``); returns a :class:`HandoverEvent` when the serving RSU changes."""
 
     def __init__(self, home_rsu: str, target_rsu: str | None = None,
-                 config: HysteresisConfig = HysteresisConfig()) -> None:
+                 config: HysteresisConfig = HysteresisConfig(), *,
+                 arrived_ns: int | None = None) -> None:
+        """``arrived_ns``: when the vehicle was handed to ``home_rsu`` (a serving RSU that
+        takes over the decision after a handover); None: it has always been here."""
         if home_rsu == target_rsu:
             raise ValueError(f'home and target RSU must differ, both are {home_rsu!r}')
         self.home_rsu, self.target_rsu, self.config = home_rsu, target_rsu, config
@@ -134,7 +140,8 @@ class HandoverDecision:
         self._neighbours: dict[str, NeighbourState] = {}
         self._on = self._off = self._below = 0
         self._last_stamp_ns: int | None = None
-        self._last_handover_ns: int | None = None
+        self._last_handover_ns: int | None = arrived_ns
+        self._arrived_ns = arrived_ns
 
     @property
     def neighbours(self) -> dict[str, NeighbourState]:
@@ -144,7 +151,7 @@ class HandoverDecision:
         """Forget the streaks (time jumped back); the serving RSU stays as it is."""
         self._on = self._off = self._below = 0
         self._last_stamp_ns = None
-        self._last_handover_ns = None
+        self._last_handover_ns = self._arrived_ns if self.handovers == 0 else None
 
     def observe_neighbour(self, rsu_id: str, stamp_ns: int, p_blocked: float,
                           rssi_dbm: float | None = None) -> None:
@@ -171,18 +178,18 @@ class HandoverDecision:
         self._off = self._off + 1 if p_blocked < cfg.p_off and not measured_low else 0
         if math.isfinite(rssi):
             self._below = self._below + 1 if measured_low else 0
+        dwell_ok = (self._last_handover_ns is None
+                    or stamp_ns - self._last_handover_ns >= cfg.min_dwell_ns)
         if self.serving_rsu == self.home_rsu:
             # The floor first: when it holds, a reactive policy hands over now too, so the
             # model gets credit ('predicted_blockage') only for handovers it made earlier.
             if self._below >= cfg.floor_windows:
                 reason = 'measured_below_threshold'
-            elif self._on >= cfg.on_windows:
+            elif self._on >= cfg.on_windows and dwell_ok:
                 reason = 'predicted_blockage'
             else:
                 return None
             return self._switch_to_best(stamp_ns, p_blocked, rssi, reason, exclude=())
-        dwell_ok = (self._last_handover_ns is None
-                    or stamp_ns - self._last_handover_ns >= cfg.min_dwell_ns)
         if self._off >= cfg.off_windows and dwell_ok:
             return self._switch(stamp_ns, self.home_rsu, p_blocked, rssi, 'predicted_clear')
         serving = self._fresh(stamp_ns).get(self.serving_rsu)
