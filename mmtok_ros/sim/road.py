@@ -40,6 +40,7 @@ import numpy as np
 from ..constants import FRAME_PERIOD_NS, S_TH_DBM
 from . import bag_writer as bw
 from . import camera, channel, lidar
+from .simulate import _r, blocked_runs
 from .scene import (CAR, KMH, MAX_SPEED_MPS, RECEIVER_ANTENNA_HEIGHT_M, RSU_POLE_SIZE_M,
                     RSU_XYZ_M, VEHICLES, Track, VehicleSpec)
 
@@ -216,23 +217,6 @@ def road_channel(sc: RoadScenario, t_s: np.ndarray, shadow_db: dict[str, np.ndar
     return out
 
 
-def _blocked_runs(blocked: np.ndarray, t_ns: np.ndarray) -> list[list[int]]:
-    runs, start = [], None
-    for k, b in enumerate(blocked):
-        if b and start is None:
-            start = k
-        if start is not None and (not b or k == len(blocked) - 1):
-            runs.append([int(t_ns[start]), int(t_ns[k if b else k - 1])])
-            start = None
-    return runs
-
-
-def _r(x, nd: int = 3):
-    if x is None:
-        return None
-    return [round(float(v), nd) for v in x] if np.ndim(x) else round(float(x), nd)
-
-
 # --------------------------------------------------------------------------- bags
 class RoadBagWriter(bw.BagWriter):
     """The testbed's bag writer with every RSU's topics."""
@@ -387,7 +371,7 @@ def simulate_road_scenario(out_dir: Path, index: int, seed: int, n_rsus: int, n_
                 'blockers_xy_m': [_r(track.xy_at(t_f)) for _, track in sc.blockers],
             })
         counts, digest = dict(bag.counts), bag.payload_sha256
-    runs = {rsu: _blocked_runs(blocked[rsu], nominal_ns) for rsu in sc.rsus}
+    runs = {rsu: blocked_runs(blocked[rsu], nominal_ns) for rsu in sc.rsus}
     truth_doc = {
         'version': ROAD_TRUTH_VERSION, 'generator': 'mmtok_ros.sim.road', 'scenario': name,
         'index': index, **sc.describe(), 'rsus': sc.rsus,
