@@ -191,13 +191,16 @@ def benchmark_methods(preset_name: str, *, device: str | None = None, methods: S
     return rows
 
 
-def time_streaming_frame(model, *, device='cpu', reps: int = 30, warmup: int = 3) -> dict:
+def time_streaming_frame(model, *, device='cpu', reps: int = 30, warmup: int = 3,
+                         predictor=None) -> dict:
     """The node's steady-state work per window, offline: tokenize ONE new frame and run the
     transformer and head with the other frames' tokens cached
     (``runtime.predictor.StreamingPredictor``), on random inputs of the model's shapes.
 
     Returns the median and p90 (ms) of ``reps`` windows after ``warmup`` and the torch thread
     count they ran with (compare it with the node's in-node inference time at that count).
+    ``predictor``: time this streaming predictor instead (e.g. an ``OnnxStreamingPredictor``
+    of the exported ``model``), on the same windows.
     """
     import numpy as np
     import torch
@@ -214,7 +217,8 @@ def time_streaming_frame(model, *, device='cpu', reps: int = 30, warmup: int = 3
         stamps = (np.arange(k, k + cfg.n_frames, dtype=np.int64) + 1) * FRAME_PERIOD_NS
         return Window(frames, stamps, int(stamps[-1]))
 
-    predictor = StreamingPredictor(model, device=device)
+    if predictor is None:
+        predictor = StreamingPredictor(model, device=device)
     predictor.warm_up(window(0))
     predictor.predict(window(0))                      # every frame of the first window cached
     ms = []

@@ -17,9 +17,10 @@ from ..ros.pipeline import run_pipeline
 
 
 def offline_frame_ms(model_path: str | Path, *, device: str, threads: int,
-                     reps: int = 30) -> dict:
+                     reps: int = 30, onnx_path: Path | None = None) -> dict:
     """:func:`~mmtok_ros.timing.time_streaming_frame` of the model in ``model_path`` with
-    ``threads`` torch threads (the count is restored afterwards)."""
+    ``threads`` threads (torch's count is restored afterwards); with ``onnx_path``, of its
+    exported graphs under onnxruntime."""
     import torch
 
     from ..model.checkpoint import load_model
@@ -28,27 +29,51 @@ def offline_frame_ms(model_path: str | Path, *, device: str, threads: int,
     torch.set_num_threads(threads)
     try:
         model, _ = load_model(model_path, device=device)
-        return time_streaming_frame(model, device=device, reps=reps)
+        predictor = None
+        if onnx_path is not None:
+            from ..runtime.onnx_predictor import OnnxStreamingPredictor
+            predictor = OnnxStreamingPredictor(onnx_path, threads=threads)
+        out = time_streaming_frame(model, device=device, reps=reps, predictor=predictor)
+        out['threads'] = threads
+        return out
     finally:
         torch.set_num_threads(before)
+
+
+def exported(model_path: str | Path, scratch: Path) -> Path:
+    """The ``.onnx`` of ``model_path`` for the onnxruntime backend (exported once, checked
+    against PyTorch within 1e-4 by ``export_model``)."""
+    from ..model.checkpoint import load_model
+    from ..model.export import export_model
+    out = scratch / f'{Path(model_path).stem}.onnx'
+    if not out.is_file():
+        export_model(load_model(model_path)[0], out)
+    return out
 
 
 def run_e2e(bag: str | Path, models: dict[str, str | Path], *, rate: float = 1.0,
             out: str | Path = 'results/bench_e2e.json', device: str = 'cpu',
             threads: int | None = None, bench_reps: int = 30,
-            log_dir: str | Path = 'results/logs') -> list[dict]:
-    """Every model in ``models`` (label -> file) over ``bag``, one after the other.
-    ``threads``: torch threads of the node and of the offline timing (None: this process's)."""
+            log_dir: str | Path = 'results/logs',
+            backends: tuple[str, ...] = ('torch',)) -> list[dict]:
+    """Every model in ``models`` (label -> file) over ``bag``, one after the other, on each
+    of ``backends`` (``onnxruntime``: the node runs the model's exported graphs).
+    ``threads``: threads of the node and of the offline timing (None: this process's)."""
     import torch
     threads = int(threads or torch.get_num_threads())
     rows = []
-    for label, path in models.items():
+    runs = [(label, path, backend) for label, path in models.items() for backend in backends]
+    for label, path, backend in runs:
+        onnx = exported(path, Path(log_dir)) if backend == 'onnxruntime' else None
+        node_model = onnx or path
+        label = label if backend == 'torch' else f'{label} ({backend})'
         print(f'[e2e] {label}: offline one-frame timing ({threads} threads, {bench_reps} '
-              f'windows), then replaying {bag} at {rate:g}x through rsu_node ({path})',
+              f'windows), then replaying {bag} at {rate:g}x through rsu_node ({node_model})',
               flush=True)
-        bench = offline_frame_ms(path, device=device, threads=threads, reps=bench_reps)
-        row = run_pipeline(bag, path, label=label, log_dir=Path(log_dir), rate=rate,
-                           device=device, torch_threads=threads)
+        bench = offline_frame_ms(path, device=device, threads=threads, reps=bench_reps,
+                                 onnx_path=onnx)
+        row = run_pipeline(bag, node_model, label=label, log_dir=Path(log_dir), rate=rate,
+                           device=device, torch_threads=threads, backend=backend)
         row.update({'bench_frame_ms': bench['median_ms'], 'bench_frame_p90_ms': bench['p90_ms'],
                     'bench_threads': bench['threads'], 'bench_reps': bench['reps']})
         row['inference_vs_bench'] = (row['inference_p50_ms'] / bench['median_ms']

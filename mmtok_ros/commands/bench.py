@@ -33,6 +33,8 @@ def add_arguments(p) -> None:
                           'arrival-to-publish latency, dropped windows, CPU %% and RSS')
     e2e.add_argument('--bag', help='rosbag2 directory to replay (for --e2e)')
     e2e.add_argument('--rate', type=float, default=1.0, help='replay speed (for --e2e)')
+    e2e.add_argument('--threads', type=int, default=0,
+                     help='threads of the node and the offline timing (0: this process\'s)')
     e2e.add_argument('--model', default='',
                      help='proposed model file (default: the shipped rsu-cpu model, else an '
                           'untrained rsu-cpu model: latency does not depend on the weights)')
@@ -48,7 +50,8 @@ def run_e2e(args) -> int:
     out = args.out if args.out != 'results/bench.json' else 'results/bench_e2e.json'
     models = resolve_models(args.model, args.mha_model)
     rows = run_e2e(args.bag, models, rate=args.rate, out=out,
-                   device='cpu' if args.device == 'auto' else args.device)
+                   device='cpu' if args.device == 'auto' else args.device,
+                   threads=args.threads or None, backends=tuple(_csv(args.backend)))
     print(f'\nend to end, {args.bag} at {args.rate:g}x (latency: newest frame arrival in '
           'rsu_node -> /mmtok/link_status publish; infer: in-node inference; bench 1 frame: '
           f"offline one new frame + transformer, {rows[0]['bench_threads']} threads)")

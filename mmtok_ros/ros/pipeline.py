@@ -41,16 +41,17 @@ def run_pipeline(bag: str | Path, model_path: str | Path, *, label: str, log_dir
                  emulate_out: Path | None = None, stem: str | None = None,
                  device: str = 'cpu', deadline_ms: float = 300.0,
                  keep_ratio_scale: float = 0.0, torch_threads: int | None = None,
-                 startup_timeout_s: float = 120.0) -> dict:
+                 backend: str = 'torch', startup_timeout_s: float = 120.0) -> dict:
     """One bag through rsu_node (+ handover_emulator) with bag_replay; returns the metrics.
-    ``torch_threads``: the node's intra-op threads (None: the node's default)."""
+    ``torch_threads``: the node's intra-op threads (None: the node's default); ``backend``:
+    the node's backend (``model_path`` an ``.onnx`` of ``mmtok export`` for onnxruntime)."""
     env = local_dds_env(dict(os.environ))
     os.environ.update({k: env[k] for k in ('ROS_AUTOMATIC_DISCOVERY_RANGE', 'ROS_DOMAIN_ID')})
     rsu_name = 'rsu_node'
     rsu_params = {'model_path': str(model_path), 'device': device, 'use_sim_time': True,
                   'deadline_ms': float(deadline_ms),
                   'input_reliable': True,  # bag_replay publishes reliable
-                  'keep_ratio_scale': float(keep_ratio_scale)}
+                  'keep_ratio_scale': float(keep_ratio_scale), 'backend': backend}
     if torch_threads is not None:
         rsu_params['torch_threads'] = int(torch_threads)
     rsu = NodeProcess('rsu_node', rsu_params, log_dir / f'{label}_rsu_node.log', env)
@@ -105,7 +106,7 @@ def run_pipeline(bag: str | Path, model_path: str | Path, *, label: str, log_dir
     return {
         'label': label, 'bag': str(bag), 'model': str(model_path), 'rate': rate,
         'method': data.statuses[0].get('method') if data.statuses else None,
-        'device': d.get('device'), 'torch_threads': torch_threads,
+        'device': d.get('device'), 'torch_threads': torch_threads, 'backend': backend,
         'windows_published': count('windows_published') or len(data.statuses),
         'statuses_received': len(data.statuses),
         'windows_built': count('windows_built'),
