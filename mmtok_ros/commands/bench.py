@@ -33,8 +33,9 @@ def add_arguments(p) -> None:
                           'arrival-to-publish latency, dropped windows, CPU %% and RSS')
     e2e.add_argument('--bag', help='rosbag2 directory to replay (for --e2e)')
     e2e.add_argument('--rate', type=float, default=1.0, help='replay speed (for --e2e)')
-    e2e.add_argument('--threads', type=int, default=0,
-                     help='threads of the node and the offline timing (0: this process\'s)')
+    e2e.add_argument('--threads', type=int, default=1,
+                     help='threads of the node and the offline timing (the node\'s default: 1; '
+                          '0: this process\'s)')
     e2e.add_argument('--model', default='',
                      help='proposed model file (default: the shipped rsu-cpu model, else an '
                           'untrained rsu-cpu model: latency does not depend on the weights)')
