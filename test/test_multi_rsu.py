@@ -131,3 +131,11 @@ def test_three_rsus_in_namespaces_hand_over_to_the_right_neighbour(model):
     assert base_ns + FADE_AT * P_NS < stamp_ns < base_ns + (FADE_AT + 1) * P_NS
     # the others' own links never faded: they hand nothing over
     assert peer.handover['rsu3'] == []
+
+
+def test_a_third_rssi_topic_is_refused_at_start_up_with_one_line(model):
+    rc, out = NodeProcess('rsu_node', f'model_path:={model}', 'device:=cpu', 'warmup:=false',
+                          'rssi_topics:=[/rssi/rsu1,/rssi/rsu2,/rssi/rsu3]').finish(60)
+    assert rc == 1 and 'Traceback' not in out, out
+    fatal = [line for line in out.splitlines() if '[FATAL]' in line]
+    assert len(fatal) == 1 and '/rssi/rsu3' in fatal[0] and 'rssi_dim=2' in fatal[0], out
