@@ -40,7 +40,7 @@ import numpy as np
 from ..constants import FRAME_PERIOD_NS, S_TH_DBM
 from . import bag_writer as bw
 from . import camera, channel, lidar
-from .simulate import _r, blocked_runs
+from .simulate import _r, blocked_runs, refuse_to_overwrite
 from .scene import (CAR, KMH, MAX_SPEED_MPS, RECEIVER_ANTENNA_HEIGHT_M, RSU_POLE_SIZE_M,
                     RSU_XYZ_M, VEHICLES, Track, VehicleSpec)
 
@@ -407,13 +407,7 @@ def simulate_road(out_dir: str | Path, *, n_rsus: int, n_scenarios: int = 4, see
     n_frames = DEFAULT_ROAD_FRAMES if frames_per_scenario is None else int(frames_per_scenario)
     if n_frames < 1:
         raise ValueError('frames_per_scenario must be >= 1')
-    out = Path(out_dir)
-    for i in range(n_scenarios):
-        for p in (out / f'scenario_{i:02d}', out / f'scenario_{i:02d}.truth.json'):
-            if p.exists():
-                raise FileExistsError(f'{p} exists already; refusing to overwrite '
-                                      '(choose another output directory or delete it)')
-    out.mkdir(parents=True, exist_ok=True)
+    out = refuse_to_overwrite(out_dir, n_scenarios)
     started = time.perf_counter()
     infos = [simulate_road_scenario(out, i, seed, n_rsus, n_frames, progress)
              for i in tqdm(range(n_scenarios), desc='road scenarios', disable=not progress,

@@ -164,6 +164,18 @@ def _r(x, nd: int = 3):
     return [round(float(v), nd) for v in x] if np.ndim(x) else round(float(x), nd)
 
 
+def refuse_to_overwrite(out_dir: str | Path, n_scenarios: int) -> Path:
+    """``out_dir``, created, after checking no scenario bag or sidecar would be overwritten."""
+    out = Path(out_dir)
+    for i in range(n_scenarios):
+        for p in (out / f'scenario_{i:02d}', out / f'scenario_{i:02d}.truth.json'):
+            if p.exists():
+                raise FileExistsError(f'{p} exists already; refusing to overwrite '
+                                      '(choose another output directory or delete it)')
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
 def _tf_transforms() -> dict[str, tuple[np.ndarray, np.ndarray]]:
     return {bw.FRAME_CAMERA: (camera.CAMERA_XYZ_M, camera.R_WORLD_TO_CAM.T),
             bw.FRAME_LIDAR: (lidar.LIDAR_XYZ_M, np.eye(3))}
@@ -287,13 +299,7 @@ def simulate(out_dir: str | Path, *, n_scenarios: int = 10, seed: int = 0,
     if kind_set not in KIND_SETS:
         raise ValueError(f'unknown kind set {kind_set!r}; choose from {sorted(KIND_SETS)}')
     kinds = KIND_SETS[kind_set]
-    out = Path(out_dir)
-    for i in range(n_scenarios):
-        for p in (out / f'scenario_{i:02d}', out / f'scenario_{i:02d}.truth.json'):
-            if p.exists():
-                raise FileExistsError(f'{p} exists already; refusing to overwrite '
-                                      '(choose another output directory or delete it)')
-    out.mkdir(parents=True, exist_ok=True)
+    out = refuse_to_overwrite(out_dir, n_scenarios)
     infos = [simulate_scenario(out, i, seed, n_frames, drop, progress, kinds)
              for i in tqdm(range(n_scenarios), desc='scenarios', disable=not progress,
                            position=0)]
