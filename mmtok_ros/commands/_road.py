@@ -70,6 +70,7 @@ def run_emulate(args: argparse.Namespace, n_rsus: int) -> int:
     from ..runtime import emulation_road as road
     from ..runtime.handover import HysteresisConfig
     from ..train.build import scenario_dirs
+    from .emulate import bags_and_truths
 
     hysteresis = HysteresisConfig(args.p_on, args.p_off, args.on_windows, args.off_windows,
                                   int(args.min_dwell_ms * 1e6))
@@ -81,19 +82,11 @@ def run_emulate(args: argparse.Namespace, n_rsus: int) -> int:
                          f'{model.cfg.n_classes}, rssi_dim {model.cfg.rssi_dim}')
     threshold = float(getattr(model, 'decision_threshold', 0.5))
     bags = {b.name: b for b in scenario_dirs(args.data)}
-    wanted = [b for b in args.bags.split(',') if b] or list(bags)
-    unknown = sorted(set(wanted) - set(bags))
-    if unknown:
-        raise ValueError(f'--bags {unknown} are not bags in {args.data}; have {sorted(bags)}')
-    truths = {}
-    for name in wanted:
-        path = Path(args.data) / f'{name}.truth.json'
-        if not path.is_file():
-            raise FileNotFoundError(f'truth sidecar not found: {path} (mmtok simulate --rsus N '
-                                    'writes one)')
-        truths[name] = json.loads(path.read_text())
-        if truths[name].get('n_rsus') != n_rsus:
-            raise ValueError(f"{path}: {truths[name].get('n_rsus')} RSUs, expected {n_rsus}")
+    wanted, truths = bags_and_truths(args.data, args.bags, list(bags))
+    for name, truth in truths.items():
+        if truth.get('n_rsus') != n_rsus:
+            raise ValueError(f"{args.data}/{name}.truth.json: {truth.get('n_rsus')} RSUs, "
+                             f'expected {n_rsus}')
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     raw = {name: road.predict_road_bag(bags[name], model, n_rsus=n_rsus, device=device,

@@ -32,7 +32,7 @@ from __future__ import annotations
 import json
 import time
 import zlib
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -41,8 +41,8 @@ from ..constants import FRAME_PERIOD_NS, S_TH_DBM
 from . import bag_writer as bw
 from . import camera, channel, lidar
 from .simulate import _r, blocked_runs, refuse_to_overwrite
-from .scene import (CAR, KMH, MAX_SPEED_MPS, RECEIVER_ANTENNA_HEIGHT_M, RSU_POLE_SIZE_M,
-                    RSU_XYZ_M, VEHICLES, Track, VehicleSpec)
+from .scene import (CAR, KMH, RECEIVER_ANTENNA_HEIGHT_M, RSU_POLE_SIZE_M,
+                    RSU_XYZ_M, VEHICLES, Track, VehicleSpec, jitter_track)
 
 ROAD_SPACING_M = 30.0              # RSU k at x = (k - 1) * 30 m (the issue: every 30-40 m)
 DEFAULT_ROAD_FRAMES = 60           # 18 s: the car passes RSU 2; bags stay ~ 80 MB per RSU
@@ -186,10 +186,7 @@ def make_road_scenario(index: int, seed: int, n_rsus: int) -> RoadScenario:
     rng = np.random.default_rng([seed, index, 0x20AD])
 
     def jitter(track: Track) -> Track:
-        v = float(np.clip(track.speed_mps * rng.uniform(0.94, 1.06),
-                          -MAX_SPEED_MPS, MAX_SPEED_MPS))
-        return replace(track, start_x_m=round(track.start_x_m + rng.uniform(-0.6, 0.6), 3),
-                       speed_mps=round(v, 4))
+        return jitter_track(track, rng)
 
     return RoadScenario(index, kind, seed, n_rsus, jitter(kind.receiver),
                         tuple((VEHICLES[v], jitter(tr)) for v, tr in kind.blockers))

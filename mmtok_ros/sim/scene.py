@@ -195,6 +195,14 @@ def static_boxes() -> list[tuple[np.ndarray, np.ndarray, VehicleSpec]]:
     return [(np.array([x - h, y - h, 0.0]), np.array([x + h, y + h, pole.height_m]), pole)]
 
 
+def jitter_track(track: Track, rng: np.random.Generator) -> Track:
+    """One instance of a kind's track: speed x U(0.94, 1.06) (within the speed cap), start
+    +-0.6 m; the draws in this order, so a seed gives the same scenarios."""
+    v = float(np.clip(track.speed_mps * rng.uniform(0.94, 1.06), -MAX_SPEED_MPS, MAX_SPEED_MPS))
+    return replace(track, start_x_m=round(track.start_x_m + rng.uniform(-0.6, 0.6), 3),
+                   speed_mps=round(v, 4))
+
+
 def make_scenario(index: int, seed: int, kinds: tuple[ScenarioKind, ...] = SCENARIO_KINDS
                   ) -> Scenario:
     """Scenario ``index`` of a run: kind ``index % len(kinds)``, speeds x U(0.94, 1.06),
@@ -204,10 +212,7 @@ def make_scenario(index: int, seed: int, kinds: tuple[ScenarioKind, ...] = SCENA
     rng = np.random.default_rng([seed, index, 0x5CE])
 
     def jitter(track: Track) -> Track:
-        v = float(np.clip(track.speed_mps * rng.uniform(0.94, 1.06),
-                          -MAX_SPEED_MPS, MAX_SPEED_MPS))
-        return replace(track, start_x_m=round(track.start_x_m + rng.uniform(-0.6, 0.6), 3),
-                       speed_mps=round(v, 4))
+        return jitter_track(track, rng)
 
     receiver, blocker = jitter(kind.receiver), jitter(kind.blocker)
     extra = tuple((jitter(track), VEHICLES[vehicle]) for track, vehicle in kind.extra_blockers)
