@@ -69,8 +69,8 @@ def run_emulate(args: argparse.Namespace, n_rsus: int) -> int:
     from ..reports import road as report
     from ..runtime import emulation_road as road
     from ..runtime.handover import HysteresisConfig
+    from ..runtime import emulation
     from ..train.build import scenario_dirs
-    from .emulate import bags_and_truths
 
     hysteresis = HysteresisConfig(args.p_on, args.p_off, args.on_windows, args.off_windows,
                                   int(args.min_dwell_ms * 1e6))
@@ -82,7 +82,7 @@ def run_emulate(args: argparse.Namespace, n_rsus: int) -> int:
                          f'{model.cfg.n_classes}, rssi_dim {model.cfg.rssi_dim}')
     threshold = float(getattr(model, 'decision_threshold', 0.5))
     bags = {b.name: b for b in scenario_dirs(args.data)}
-    wanted, truths = bags_and_truths(args.data, args.bags, list(bags))
+    wanted, truths = emulation.bags_and_truths(args.data, args.bags, list(bags))
     for name, truth in truths.items():
         if truth.get('n_rsus') != n_rsus:
             raise ValueError(f"{args.data}/{name}.truth.json: {truth.get('n_rsus')} RSUs, "

@@ -38,24 +38,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              'the road emulation of every RSU (commands/_road.py)')
 
 
-def bags_and_truths(data_dir: str | Path, bags_arg: str, names: list[str],
-                    ) -> tuple[list[str], dict[str, dict]]:
-    """The bags ``--bags`` names (all of ``names`` when empty) and their truth sidecars;
-    one clear error for an unknown bag or a missing sidecar."""
-    wanted = [b for b in bags_arg.split(',') if b] or list(names)
-    unknown = sorted(set(wanted) - set(names))
-    if unknown:
-        raise ValueError(f'--bags {unknown} are not bags in {data_dir}; have {sorted(names)}')
-    truths = {}
-    for name in wanted:
-        path = Path(data_dir) / f'{name}.truth.json'
-        if not path.is_file():
-            raise FileNotFoundError(f'truth sidecar not found: {path} (the oracle and the '
-                                    'true served RSSI need it; mmtok simulate writes one)')
-        truths[name] = json.loads(path.read_text())
-    return wanted, truths
-
-
 def measured_latency_ms(model, data, device, n: int = 10) -> float:
     """Median batch-1 time (the benchmark's ``time_once``) over the first ``n`` windows,
     after one warm-up."""
@@ -92,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f'{args.model} predicts {model.cfg.n_classes} classes; emulate needs a '
                          'link-status model (n_classes 1)')
     data, names = dataset_from_bags(args.data, model.cfg, progress=not args.no_progress)
-    wanted, truths = bags_and_truths(args.data, args.bags, names)
+    wanted, truths = emu.bags_and_truths(args.data, args.bags, names)
     latency_ms = (measured_latency_ms(model, data, device) if args.latency_ms is None
                   else args.latency_ms)
     p_blocked = torch.sigmoid(torch.from_numpy(predict(model, data)[:, 0])).numpy()

@@ -76,6 +76,24 @@ def load_truth(path: str | Path) -> dict:
     return json.loads(Path(path).read_text())
 
 
+def bags_and_truths(data_dir: str | Path, bags_arg: str, names: list[str],
+                    ) -> tuple[list[str], dict[str, dict]]:
+    """The bags ``--bags`` names (all of ``names`` when empty) and their truth sidecars;
+    one clear error for an unknown bag or a missing sidecar."""
+    wanted = [b for b in bags_arg.split(',') if b] or list(names)
+    unknown = sorted(set(wanted) - set(names))
+    if unknown:
+        raise ValueError(f'--bags {unknown} are not bags in {data_dir}; have {sorted(names)}')
+    truths = {}
+    for name in wanted:
+        path = Path(data_dir) / f'{name}.truth.json'
+        if not path.is_file():
+            raise FileNotFoundError(f'truth sidecar not found: {path} (the oracle and the '
+                                    'true served RSSI need it; mmtok simulate writes one)')
+        truths[name] = load_truth(path)
+    return wanted, truths
+
+
 def timeline_from_truth(truth: dict, *, home_rsu: str = 'rsu1',
                         target_rsu: str = 'rsu2') -> Timeline:
     """True RSSI at each frame's nominal time and blockage intervals from a sidecar."""
