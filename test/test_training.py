@@ -122,6 +122,50 @@ def test_report_writes_table_json_and_plots(testbed, tmp_path):
     assert 0 <= rows[1]['auroc_mean'] <= 1 or np.isnan(rows[1]['auroc_mean'])
 
 
+def test_a_report_reuses_its_runs_and_times_ablations_at_their_own_gamma(testbed, tmp_path,
+                                                                          monkeypatch):
+    import mmtok_ros.train.crossval as crossval
+    from mmtok_ros.train.report import run_report
+    from mmtok_ros.train.trainer import TrainConfig
+    data, _ = dataset_from_bags(testbed, preset('rsu-mini'), progress=False)
+    args = dict(preset_name='rsu-mini', methods=['ablation3', 'routed'], gammas=[0.4], folds=2,
+                seeds=[0], tc=TrainConfig(epochs=1, batch_size=8, device='cpu',
+                                          threshold_windows=0),
+                out_dir=tmp_path, progress=False, ablation_gamma=0.3)
+    first = run_report(data, bench_reps=0, **args)
+    assert [(r['method'], r['gamma']) for r in first] == [('ablation3', 0.3), ('routed', 0.4)]
+    assert 'latency not measured' in (tmp_path / 'table6.md').read_text()
+    assert len(list((tmp_path / 'runs').glob('*.json'))) == 4
+    run = json.loads(next((tmp_path / 'runs').glob('routed*.json')).read_text())['result']
+    assert len(run['keep_ratio_grad_rms']) == 1 and len(run['keep_ratio_grad_rms'][0]) == 4
+
+    def no_training(*a, **k):
+        raise AssertionError('a stored run was trained again')
+    monkeypatch.setattr(crossval, 'train_model', no_training)
+    again = run_report(data, bench_reps=1, **args)          # every run reused, now timed
+    assert [r['accuracy_mean'] for r in again] == [r['accuracy_mean'] for r in first]
+    tokens = {r['method']: r['tokens_per_layer'][0] for r in again}
+    assert tokens['ablation3'] < tokens['routed']            # 0.3 of the tokens, not 0.4's
+    # other settings are other runs: the stored ones are not taken for them
+    with pytest.raises(AssertionError, match='trained again'):
+        run_report(data, bench_reps=0, **{**args, 'tc': TrainConfig(epochs=2, batch_size=8,
+                                                                    device='cpu')})
+
+
+def test_runs_another_live_process_trains_are_left_to_it(tmp_path, capsys):
+    import os
+    from mmtok_ros.train.run_store import RunStore
+    store = RunStore(tmp_path)
+    (tmp_path / 'mha_fold0_seed0.claim').write_text(str(os.getppid()))   # alive: not ours
+    assert not store.claim('mha_fold0_seed0')
+    (tmp_path / 'mha_fold1_seed0.claim').write_text('999999999')         # gone: taken over
+    assert store.claim('mha_fold1_seed0')
+    store.save('mha_fold1_seed0', 'k1', {'accuracy': 0.5})
+    assert store.load('mha_fold1_seed0', 'k1') == {'accuracy': 0.5}
+    assert store.load('mha_fold1_seed0', 'other settings') is None
+    assert not (tmp_path / 'mha_fold1_seed0.claim').exists()
+
+
 def test_onset_recall_counts_only_first_blocked_windows():
     from mmtok_ros.train.trainer import onset_scores
     labels = np.array([0, 0, 1, 1, 0, 1, 0, 1], dtype=np.float32)

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import statistics
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
 
 from ..model import ModelConfig
+from ..model.config import ROUTED_METHODS
 from .dataset import WindowDataset, group_folds
+from .run_store import RunStore, run_key, run_name
 from .trainer import TrainConfig, evaluate, train_model
 
 
@@ -83,30 +85,58 @@ def confidence_interval_95(values: list[float]) -> tuple[float, float]:
 
 def cross_validate(cfg: ModelConfig, data: WindowDataset, *, folds: int, seeds: list[int],
                    tc: TrainConfig, max_folds: int | None = None, progress: bool = True,
-                   group_kinds: list[str] | None = None, horizon: int = 1) -> dict:
+                   group_kinds: list[str] | None = None, horizon: int = 1,
+                   store: RunStore | None = None) -> dict:
     """Train on k-1 folds of scenarios, test on the held-out fold, for every seed.
 
     ``max_folds`` runs only the first folds (a cheaper estimate; reported as such).
     ``group_kinds`` (kind of each group): folds hold out whole kinds instead of scenarios.
     ``horizon``: train on 'blocked within the next H frames'; scores use the onsets of the
     next-frame label whatever H is.
+    ``store``: reuse runs already done with the same settings, save each new one, skip runs
+    another process is training (their names are returned in ``runs_pending``).
     """
-    runs = []
+    runs, pending = [], []
     splits = (group_folds(data.groups, folds) if group_kinds is None
               else kind_folds(data.groups, group_kinds, folds))[:max_folds or folds]
     for seed in seeds:
         for k, (train_rows, test_rows) in enumerate(splits):
-            model, history = train_model(cfg, data.subset(train_rows).with_horizon(horizon),
-                                         replace(tc, seed=seed), progress=progress,
-                                         desc=f'{cfg.method} fold {k} seed {seed}')
-            threshold = history.get('decision_threshold', {}).get('value', 0.5)
-            result = evaluate(model, data.subset(test_rows), threshold=threshold, horizon=horizon)
             test_groups = np.unique(data.groups[test_rows]).tolist()
-            runs.append({'fold': k, 'seed': seed, 'test_groups': test_groups,
-                         'test_kinds': sorted({group_kinds[g] for g in test_groups})
-                         if group_kinds is not None else None,
-                         **result, 'train_seconds': history['seconds'],
-                         'keep_ratios': history['keep_ratios'][-1] if history['keep_ratios'] else []})
+            name = run_name(cfg.method, cfg.target_keep_ratio
+                            if cfg.method in ROUTED_METHODS else None, k, seed)
+            key = run_key(model=asdict(cfg), train={**asdict(tc), 'seed': seed, 'device': None},
+                          horizon=horizon, folds=folds, split=group_kinds is not None,
+                          test_groups=test_groups, windows=[len(train_rows), len(test_rows)])
+            done = store.load(name, key) if store is not None else None
+            if done is not None:
+                runs.append(done)
+                continue
+            if store is not None and not store.claim(name):
+                pending.append(name)
+                continue
+            try:
+                model, history = train_model(cfg, data.subset(train_rows).with_horizon(horizon),
+                                             replace(tc, seed=seed), progress=progress,
+                                             desc=f'{cfg.method} fold {k} seed {seed}')
+                threshold = history.get('decision_threshold', {}).get('value', 0.5)
+                result = evaluate(model, data.subset(test_rows), threshold=threshold,
+                                  horizon=horizon)
+            except BaseException:
+                if store is not None:
+                    store.release(name)
+                raise
+            run = {'fold': k, 'seed': seed, 'test_groups': test_groups,
+                   'test_kinds': sorted({group_kinds[g] for g in test_groups})
+                   if group_kinds is not None else None,
+                   **result, 'train_seconds': history['seconds'],
+                   'torch_threads': history['torch_threads'],
+                   'keep_ratios': history['keep_ratios'][-1] if history['keep_ratios'] else [],
+                   'keep_ratio_history': history['keep_ratios'],
+                   'keep_ratio_grad': history['keep_ratio_grad'],
+                   'keep_ratio_grad_rms': history['keep_ratio_grad_rms']}
+            if store is not None:
+                store.save(name, key, run)
+            runs.append(run)
     accuracies = [r['accuracy'] for r in runs]
     mean, std = mean_std(accuracies)
     baselines = {}
@@ -120,5 +150,5 @@ def cross_validate(cfg: ModelConfig, data: WindowDataset, *, folds: int, seeds: 
             'split': 'scenario' if group_kinds is None else 'kind',
             'label_horizon_frames': horizon,
             'folds_run': len(splits), 'seeds': seeds, 'accuracy_mean': mean, 'accuracy_std': std,
-            'accuracy_ci95': confidence_interval_95(accuracies),
+            'accuracy_ci95': confidence_interval_95(accuracies), 'runs_pending': pending,
             **pooled_prediction_scores(runs), 'baselines': baselines, 'runs': runs}

@@ -11,6 +11,7 @@ from ..model.config import ROUTED_METHODS
 from ..resources import format_mb
 from ..timing import benchmark_methods
 from .crossval import cross_validate
+from .run_store import RunStore
 from .dataset import WindowDataset
 from .trainer import TrainConfig
 
@@ -101,10 +102,11 @@ def markdown_table(rows: list[dict], title: str, baselines: dict | None = None) 
     for r in rows:
         onsets = f"{r['onsets_predicted']}/{r['onsets']}" if r.get('onsets') is not None else '-'
         ratios = ','.join(f'{v:.3f}' for v in r.get('keep_ratios_mean') or []) or '-'
+        cost = (f"{r['latency_ms_median']:.1f} | {format_mb(r['peak_mem_mb'])} | {r['gflops']:.2f} "
+                f"| {','.join(map(str, r['tokens_per_layer']))}" if 'latency_ms_median' in r
+                else '- | - | - | -')
         lines.append(f"| {r['label']} | {100 * r['accuracy_mean']:.2f} ± {100 * r['accuracy_std']:.2f} "
-                     f"| {onsets} | {_prediction_cells(r)} "
-                     f"| {r['latency_ms_median']:.1f} | {format_mb(r['peak_mem_mb'])} | {r['gflops']:.2f} "
-                     f"| {','.join(map(str, r['tokens_per_layer']))} | {ratios} |")
+                     f"| {onsets} | {_prediction_cells(r)} | {cost} | {ratios} |")
     for name, b in (baselines or {}).items():
         lines.append(f"| {name.replace('_', ' ')} (baseline) | {100 * b['accuracy_mean']:.2f} ± "
                      f"{100 * b['accuracy_std']:.2f} | - | {_prediction_cells(b)} | - | - | - | - "
@@ -115,18 +117,29 @@ def markdown_table(rows: list[dict], title: str, baselines: dict | None = None) 
 def run_report(data: WindowDataset, *, preset_name: str, methods: list[str], gammas: list[float],
                folds: int, seeds: list[int], tc: TrainConfig, out_dir: str | Path,
                max_folds: int | None = None, bench_reps: int = 7, progress: bool = True,
-               group_kinds: list[str] | None = None, horizon: int = 1) -> list[dict]:
+               group_kinds: list[str] | None = None, horizon: int = 1,
+               ablation_gamma: float = 0.3) -> list[dict]:
     """``group_kinds``: leave-kinds-out folds (kind of each group) instead of folds by
-    scenario; ``horizon``: the label horizon in frames (1: the paper's next frame)."""
+    scenario; ``horizon``: the label horizon in frames (1: the paper's next frame);
+    ``ablation_gamma``: gamma' of the three ablations (the paper's Tables IV-V: 0.3).
+
+    Every run is stored in ``out_dir/runs`` and reused by a later call with the same settings;
+    several processes may share one ``out_dir`` (each trains the runs nobody else has). The
+    table is written only when every run is done; ``bench_reps`` 0 leaves the latency, memory
+    and FLOPs columns out (for a process that must not time while others train)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    rows = []
+    store = RunStore(out_dir / 'runs')
+    rows, pending = [], []
     for method in methods:
-        for gamma in (gammas if method == 'routed' else [0.3 if method in ROUTED_METHODS else None]):
+        for gamma in (gammas if method == 'routed'
+                      else [ablation_gamma if method in ROUTED_METHODS else None]):
             cfg = preset(preset_name, method=method,
                          **({} if gamma is None else {'target_keep_ratio': gamma}))
             cv = cross_validate(cfg, data, folds=folds, seeds=seeds, tc=tc, max_folds=max_folds,
-                                progress=progress, group_kinds=group_kinds, horizon=horizon)
+                                progress=progress, group_kinds=group_kinds, horizon=horizon,
+                                store=store)
+            pending += cv['runs_pending']
             ratios = [r['keep_ratios'] for r in cv['runs'] if r['keep_ratios']]
             rows.append({'method': method, 'gamma': gamma,
                          'label': method if gamma is None else f"{method} (γ'={gamma:.1f})",
@@ -142,26 +155,36 @@ def run_report(data: WindowDataset, *, preset_name: str, methods: list[str], gam
                                                'recall_at_fixed_false_alarm_rate',
                                                'max_false_alarms_per_min') if k in cv},
                          'crossval': cv})
-    bench = benchmark_methods(preset_name, methods=sorted({r['method'] for r in rows}),
-                              gammas=gammas, reps=bench_reps, device=tc.device, progress=progress)
-    by_key = {(b['method'], b['gamma']): b for b in bench}
-    for r in rows:
-        b = by_key.get((r['method'], r['gamma'])) or by_key.get((r['method'], None))
-        if b is None:  # ablations are benchmarked at the gamma the bench ran them
-            b = next(x for x in bench if x['method'] == r['method'])
-        r.update({k: b[k] for k in ('latency_ms_median', 'latency_ms_p90', 'peak_mem_mb', 'gflops',
-                                    'tokens_per_layer', 'device_name')})
+    if pending:
+        print(f'{len(pending)} runs are being trained by another process ({", ".join(pending)}); '
+              f'run the same command again when they are done to write the table')
+        return []
+    if bench_reps > 0:
+        bench = benchmark_methods(preset_name, methods=sorted({r['method'] for r in rows}),
+                                  gammas=sorted({r['gamma'] for r in rows
+                                                 if r['gamma'] is not None}),
+                                  reps=bench_reps, device=tc.device, progress=progress)
+        by_key = {(b['method'], b['gamma']): b for b in bench}
+        for r in rows:   # every row timed at its own gamma'
+            r.update({k: by_key[(r['method'], r['gamma'])][k] for k in (
+                'latency_ms_median', 'latency_ms_p90', 'peak_mem_mb', 'gflops',
+                'tokens_per_layer', 'device_name')})
     split = 'kind (whole kinds held out)' if group_kinds is not None else 'scenario'
+    latency_note = (f"latency on {rows[0]['device_name']}" if 'device_name' in rows[0]
+                    else 'latency not measured (--bench-reps 0)')
     title = (f"Table VI on {preset_name}: {folds}-fold CV by {split}"
              f"{f' (first {max_folds} folds)' if max_folds else ''}, seeds {seeds}, "
              f"{tc.epochs} epochs, lr {tc.lr:g}"
              f"{f', steady fraction {tc.steady_fraction:g}' if tc.steady_fraction < 1 else ''}"
              f"{f', modality dropout {tc.modality_dropout:g}' if tc.modality_dropout else ''}"
              f"{f', label horizon {horizon} frames' if horizon > 1 else ''}"
-             f"; latency on {rows[0]['device_name']}")
+             f"{'' if tc.down_pass_grad else ', Eq. 18 K_down pass without autograd'}"
+             f"{f', threshold from {tc.threshold_windows} training windows' if tc.threshold_windows else ''}"
+             f"; {latency_note}")
     (out_dir / 'table6.md').write_text(markdown_table(rows, title,
                                                       rows[0]['crossval'].get('baselines')))
     (out_dir / 'table6.json').write_text(json.dumps(rows, indent=2) + '\n')
     plot_keep_ratios(rows, out_dir / 'keep_ratios.png')
-    plot_accuracy_latency(rows, out_dir / 'accuracy_vs_latency.png')
+    if 'latency_ms_median' in rows[0]:
+        plot_accuracy_latency(rows, out_dir / 'accuracy_vs_latency.png')
     return rows

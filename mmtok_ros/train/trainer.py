@@ -152,7 +152,8 @@ def train_model(cfg: ModelConfig, data: WindowDataset, tc: TrainConfig = TrainCo
         positives, total = float(weight @ data.labels), float(weight.sum())
         if 0 < positives < total:
             pos_weight = torch.tensor((total - positives) / positives, device=device)
-    history = {'epoch_loss': [], 'keep_ratios': [], 'keep_ratio_grad': [], 'seconds': 0.0}
+    history = {'epoch_loss': [], 'keep_ratios': [], 'keep_ratio_grad': [],
+               'keep_ratio_grad_rms': [], 'seconds': 0.0}
     ratio_params = [layer.keep_ratio for layer in model.routed_layers()
                     if layer.keep_ratio.requires_grad]
     per_epoch = len(epoch_rows(data, tc, np.random.default_rng(0), near))
@@ -169,6 +170,7 @@ def train_model(cfg: ModelConfig, data: WindowDataset, tc: TrainConfig = TrainCo
         order = epoch_rows(data, tc, rng, near)
         total = 0.0
         ratio_grad = torch.zeros(len(ratio_params))
+        ratio_grad_sq = torch.zeros(len(ratio_params))
         for i in range(steps):
             rows = order[i * tc.batch_size:(i + 1) * tc.batch_size]
             if ctx.active:   # this rank's slice of the global batch, its loss scaled for DDP
@@ -186,7 +188,9 @@ def train_model(cfg: ModelConfig, data: WindowDataset, tc: TrainConfig = TrainCo
             opt.zero_grad(set_to_none=True)
             loss.backward()
             for j, p in enumerate(ratio_params):  # dL/dr_l through Eq. 18 and 19, unclipped
-                ratio_grad[j] += 0.0 if p.grad is None else float(p.grad)
+                g = 0.0 if p.grad is None else float(p.grad)
+                ratio_grad[j] += g
+                ratio_grad_sq[j] += g * g
             if tc.grad_clip:
                 torch.nn.utils.clip_grad_norm_(params, tc.grad_clip)
             opt.step()
@@ -197,6 +201,9 @@ def train_model(cfg: ModelConfig, data: WindowDataset, tc: TrainConfig = TrainCo
         history['epoch_loss'].append(total / len(order))
         history['keep_ratios'].append(model.keep_ratios().detach().cpu().tolist())
         history['keep_ratio_grad'].append((ratio_grad / steps).tolist())   # mean per step
+        # mean / rms is how consistent the gradient's sign is: Adam moves r_l by about
+        # lr * mean / rms per step, whatever the gradient's size
+        history['keep_ratio_grad_rms'].append((ratio_grad_sq / steps).sqrt().tolist())
         bar.set_postfix(loss=f"{history['epoch_loss'][-1]:.3f}")
     bar.close()
     history['seconds'] = time.perf_counter() - start
