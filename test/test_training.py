@@ -134,7 +134,10 @@ def test_a_report_reuses_its_runs_and_times_ablations_at_their_own_gamma(testbed
                 out_dir=tmp_path, progress=False, ablation_gamma=0.3)
     first = run_report(data, bench_reps=0, **args)
     assert [(r['method'], r['gamma']) for r in first] == [('ablation3', 0.3), ('routed', 0.4)]
-    assert 'latency not measured' in (tmp_path / 'table6.md').read_text()
+    table = (tmp_path / 'table6.md').read_text()
+    assert 'latency not measured' in table
+    # the routed row's gradient statistics, one line per block (ablation 3 learns no r_l)
+    assert 'Keep-ratio gradients' in table and table.count("| routed (γ'=0.4) | ") == 5
     assert len(list((tmp_path / 'runs').glob('*.json'))) == 4
     run = json.loads(next((tmp_path / 'runs').glob('routed*.json')).read_text())['result']
     assert len(run['keep_ratio_grad_rms']) == 1 and len(run['keep_ratio_grad_rms'][0]) == 4

@@ -130,6 +130,7 @@ def cross_validate(cfg: ModelConfig, data: WindowDataset, *, folds: int, seeds: 
                    if group_kinds is not None else None,
                    **result, 'train_seconds': history['seconds'],
                    'torch_threads': history['torch_threads'],
+                   'steps_per_epoch': history['steps_per_epoch'],
                    'keep_ratios': history['keep_ratios'][-1] if history['keep_ratios'] else [],
                    'keep_ratio_history': history['keep_ratios'],
                    'keep_ratio_grad': history['keep_ratio_grad'],

@@ -114,6 +114,37 @@ def markdown_table(rows: list[dict], title: str, baselines: dict | None = None) 
     return '\n'.join(lines) + '\n'
 
 
+def keep_ratio_gradient_table(rows: list[dict], keep_ratio_lr: float) -> str:
+    """Why the learned r_l end where they do: per routed row and block, dL/dr_l's mean and
+    rms over the training steps (pooled over folds x seeds), its sign consistency
+    |mean| / rms, and the drift Adam could give it (it moves a parameter by about
+    lr * mean / rms per step, whatever the gradient's size) beside the drift it got."""
+    lines = []
+    for row in rows:
+        runs = [r for r in row['crossval']['runs'] if r.get('keep_ratio_grad_rms')]
+        if not runs:
+            continue
+        mean = np.mean([np.mean(r['keep_ratio_grad'], axis=0) for r in runs], axis=0)
+        rms = np.sqrt(np.mean([np.mean(np.square(r['keep_ratio_grad_rms']), axis=0)
+                               for r in runs], axis=0))
+        drift = np.mean([np.asarray(r['keep_ratios']) - row['gamma'] for r in runs], axis=0)
+        steps = [r['steps_per_epoch'] * len(r['keep_ratio_grad']) for r in runs
+                 if r.get('steps_per_epoch')]
+        n_steps = int(np.mean(steps)) if steps else None
+        if not lines:
+            lines = ['', f'#### Keep-ratio gradients (r_l learning rate {keep_ratio_lr:g}, '
+                         'Adam; dL/dr_l through Eq. 18 and 19, per step, before clipping)', '',
+                     '| row | block | dL/dr_l mean | dL/dr_l rms | consistency mean/rms | '
+                     'steps | drift Adam could give (lr · steps · consistency) | learned drift '
+                     "r_l − γ' |", '|---|---|---|---|---|---|---|---|']
+        for layer, (m, q, d) in enumerate(zip(mean, rms, drift), start=1):
+            c = abs(m) / q if q > 0 else float('nan')
+            could = f'{keep_ratio_lr * n_steps * c:.3f}' if n_steps else '-'
+            lines.append(f"| {row['label']} | {layer} | {m:+.4f} | {q:.4f} | {c:.3f} | "
+                         f"{n_steps or '-'} | {could} | {d:+.3f} |")
+    return '\n'.join(lines) + ('\n' if lines else '')
+
+
 def run_report(data: WindowDataset, *, preset_name: str, methods: list[str], gammas: list[float],
                folds: int, seeds: list[int], tc: TrainConfig, out_dir: str | Path,
                max_folds: int | None = None, bench_reps: int = 7, progress: bool = True,
@@ -181,8 +212,9 @@ def run_report(data: WindowDataset, *, preset_name: str, methods: list[str], gam
              f"{'' if tc.down_pass_grad else ', Eq. 18 K_down pass without autograd'}"
              f"{f', threshold from {tc.threshold_windows} training windows' if tc.threshold_windows else ''}"
              f"; {latency_note}")
-    (out_dir / 'table6.md').write_text(markdown_table(rows, title,
-                                                      rows[0]['crossval'].get('baselines')))
+    (out_dir / 'table6.md').write_text(
+        markdown_table(rows, title, rows[0]['crossval'].get('baselines'))
+        + keep_ratio_gradient_table(rows, tc.keep_ratio_lr))
     (out_dir / 'table6.json').write_text(json.dumps(rows, indent=2) + '\n')
     plot_keep_ratios(rows, out_dir / 'keep_ratios.png')
     if 'latency_ms_median' in rows[0]:

@@ -210,6 +210,7 @@ def train_model(cfg: ModelConfig, data: WindowDataset, tc: TrainConfig = TrainCo
     history['train_config'] = asdict(tc)
     history['windows_per_s'] = tc.epochs * per_epoch / max(history['seconds'], 1e-9)
     history['torch_threads'] = torch.get_num_threads()
+    history['steps_per_epoch'] = steps
     if ctx.active:
         distributed.unwrap(model)
         history['distributed'] = {'world_size': ctx.world_size, 'backend': ctx.backend}
