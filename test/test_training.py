@@ -287,6 +287,21 @@ def test_keep_ratios_reach_the_target_under_a_large_penalty():
     assert np.mean(control['keep_ratios'][-1]) > 0.45
 
 
+def test_the_gradient_clip_scales_the_weights_and_leaves_the_keep_ratios_alone():
+    from mmtok_ros.model import MultiModalTransformer
+    from mmtok_ros.train.trainer import TrainConfig, clip_weight_gradients, parameter_groups
+    model = MultiModalTransformer(preset('rsu-mini', method='routed'))
+    groups = parameter_groups(model, TrainConfig())
+    for g in groups:
+        for p in g['params']:
+            p.grad = torch.full_like(p, 3.0)
+    norm = clip_weight_gradients(groups, 1.0)
+    weights = [p for g in groups if g['name'] != 'keep_ratios' for p in g['params']]
+    assert norm > 1.0
+    assert float(torch.sqrt(sum((p.grad ** 2).sum() for p in weights))) == pytest.approx(1.0, rel=1e-4)
+    assert [float(l.keep_ratio.grad) for l in model.routed_layers()] == [3.0] * 4
+
+
 def test_keep_ratios_rise_without_penalty_when_more_tokens_help():
     # lambda = 0: only the task gradient through Eq. 18's two passes moves r_l, and keeping
     # more frames of the sum lowers the loss, so r_avg rises from its initial 0.3
