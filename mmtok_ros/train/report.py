@@ -13,7 +13,7 @@ from ..timing import benchmark_methods
 from .crossval import cross_validate
 from .run_store import RunStore
 from .dataset import WindowDataset
-from .trainer import TrainConfig
+from .trainer import TrainConfig, lr_factor, warmup_steps
 
 DEFAULT_METHODS = ('mha', 'tome', 'mod', 'ablation1', 'ablation2', 'ablation3', 'routed')
 
@@ -114,11 +114,12 @@ def markdown_table(rows: list[dict], title: str, baselines: dict | None = None) 
     return '\n'.join(lines) + '\n'
 
 
-def keep_ratio_gradient_table(rows: list[dict], keep_ratio_lr: float) -> str:
+def keep_ratio_gradient_table(rows: list[dict], tc: TrainConfig) -> str:
     """Why the learned r_l end where they do: per routed row and block, dL/dr_l's mean and
     rms over the training steps (pooled over folds x seeds), its sign consistency
     |mean| / rms, and the drift Adam could give it (it moves a parameter by about
-    lr * mean / rms per step, whatever the gradient's size) beside the drift it got."""
+    lr_t * mean / rms per step, whatever the gradient's size; summed over the schedule's
+    lr_t) beside the drift it got."""
     lines = []
     for row in rows:
         runs = [r for r in row['crossval']['runs'] if r.get('keep_ratio_grad_rms')]
@@ -130,16 +131,18 @@ def keep_ratio_gradient_table(rows: list[dict], keep_ratio_lr: float) -> str:
         drift = np.mean([np.asarray(r['keep_ratios']) - row['gamma'] for r in runs], axis=0)
         steps = [r['steps_per_epoch'] * len(r['keep_ratio_grad']) for r in runs
                  if r.get('steps_per_epoch')]
-        n_steps = int(np.mean(steps)) if steps else None
+        n_steps = int(np.mean(steps)) if steps else 0
+        lr_sum = tc.keep_ratio_lr * sum(
+            lr_factor(i, warmup=warmup_steps(tc, n_steps), total=n_steps) for i in range(n_steps))
         if not lines:
-            lines = ['', f'#### Keep-ratio gradients (r_l learning rate {keep_ratio_lr:g}, '
-                         'Adam; dL/dr_l through Eq. 18 and 19, per step, before clipping)', '',
+            lines = ['', f'#### Keep-ratio gradients (r_l learning rate {tc.keep_ratio_lr:g}, '
+                         'Adam; dL/dr_l through Eq. 18 and 19, per step)', '',
                      '| row | block | dL/dr_l mean | dL/dr_l rms | consistency mean/rms | '
-                     'steps | drift Adam could give (lr · steps · consistency) | learned drift '
+                     'steps | drift Adam could give (Σ lr_t · consistency) | learned drift '
                      "r_l − γ' |", '|---|---|---|---|---|---|---|---|']
         for layer, (m, q, d) in enumerate(zip(mean, rms, drift), start=1):
             c = abs(m) / q if q > 0 else float('nan')
-            could = f'{keep_ratio_lr * n_steps * c:.3f}' if n_steps else '-'
+            could = f'{lr_sum * c:.3f}' if n_steps else '-'
             lines.append(f"| {row['label']} | {layer} | {m:+.4f} | {q:.4f} | {c:.3f} | "
                          f"{n_steps or '-'} | {could} | {d:+.3f} |")
     return '\n'.join(lines) + ('\n' if lines else '')
@@ -214,7 +217,7 @@ def run_report(data: WindowDataset, *, preset_name: str, methods: list[str], gam
              f"; {latency_note}")
     (out_dir / 'table6.md').write_text(
         markdown_table(rows, title, rows[0]['crossval'].get('baselines'))
-        + keep_ratio_gradient_table(rows, tc.keep_ratio_lr))
+        + keep_ratio_gradient_table(rows, tc))
     (out_dir / 'table6.json').write_text(json.dumps(rows, indent=2) + '\n')
     plot_keep_ratios(rows, out_dir / 'keep_ratios.png')
     if 'latency_ms_median' in rows[0]:

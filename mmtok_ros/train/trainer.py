@@ -104,6 +104,17 @@ def parameter_groups(model: MultiModalTransformer, tc: TrainConfig) -> list[dict
     return groups
 
 
+def lr_factor(step: int, *, warmup: int, total: int) -> float:
+    """The learning-rate schedule: linear warm-up over ``warmup`` steps, then cosine decay to
+    10 % of the peak at step ``total``."""
+    return min((step + 1) / warmup, 0.1 + 0.45 * (1 + math.cos(
+        math.pi * min(1.0, (step - warmup) / max(1, total - warmup)))))
+
+
+def warmup_steps(tc: TrainConfig, total: int) -> int:
+    return max(1, int(tc.warmup_fraction * total))
+
+
 def clip_weight_gradients(groups: list[dict], max_norm: float) -> float:
     """Clip the weights' gradient norm to ``max_norm``; the keep ratios stay out of it.
 
@@ -168,10 +179,10 @@ def train_model(cfg: ModelConfig, data: WindowDataset, tc: TrainConfig = TrainCo
                     if layer.keep_ratio.requires_grad]
     per_epoch = len(epoch_rows(data, tc, np.random.default_rng(0), near))
     steps = math.ceil(per_epoch / tc.batch_size)
-    total_steps, warmup = tc.epochs * steps, max(1, int(tc.warmup_fraction * tc.epochs * steps))
-    schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: min(
-        (i + 1) / warmup,
-        0.1 + 0.45 * (1 + math.cos(math.pi * min(1.0, (i - warmup) / max(1, total_steps - warmup))))))
+    total_steps = tc.epochs * steps
+    warmup = warmup_steps(tc, total_steps)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda i: lr_factor(i, warmup=warmup, total=total_steps))
     net = distributed.wrap(model, ctx, device)   # DDP under torchrun, else ``model``
     start = time.perf_counter()
     bar = tqdm(total=tc.epochs * steps, desc=desc, disable=not progress or not ctx.is_main,
