@@ -303,3 +303,48 @@ def test_new_kinds_simulate_and_leave_default_scenarios_unchanged(sim_out, tmp_p
     assert both[0].payload_sha256 == infos[0].payload_sha256       # kind 0 of 'all' = default's
     with pytest.raises(ValueError, match='kind set'):
         simulate(tmp_path / 'x', n_scenarios=1, kind_set='old', progress=False)
+
+
+# ----------------------------------------------------------------------------- behaviour freeze
+# SHA-256 values computed with the simulator as it was before the testbed and the road shared
+# one scenario writer (two separate writers, commit a0d8f18). They are regression pins: the
+# shipped models were trained on bags from that code, so the same seed must keep giving the
+# same bytes. A change here means the bags changed; re-pin only when that is intended.
+FROZEN_TESTBED = {   # seed 0, 12 frames: (payload digest, truth sidecar SHA-256)
+    'scenario_00': ('7cf4a586ea3ce913e2e1db63be854cdba655fd6e91b9b74ced67059aecc2a994',
+                    'b0104d0203041025e9624bcc764dc23b57340342a721edb03748bcf38759a357'),
+    'scenario_01': ('bd2f6dfd0c2a4b873d3d67f36557346a75071c68f5622be309d1c32f57dfca10',
+                    '6600e2c72a5e55824f24a2ddbeed601aec1135a98675f6c12f37ffa8cfaf81cb'),
+}
+FROZEN_TESTBED_INDEX = '0d4860073bbba9817fddd019a5a09e2ada9435fa6461fafacb138c8b6af7c1aa'
+FROZEN_RSSI_DROPS = ('9235de6415cbe70ed645ad42ef4c0a931c5179f64b79ef1c0236eb20ccae3931',
+                     'dd9574e69edc6c4389e475ad164479f2a3dcc17962934bafbf7c810a55890ba8')
+FROZEN_ROAD = ('42144d1ba3ba9697ee635e826e7200ef6e3eff05153caf16ca1d4c55a91f96a9',   # 3 RSUs
+               '5caf8ea651727084797cdd2fd160046ab1b9cdf52646520d338baca9fc3395a2',   # seed 5
+               'fdb78bdc78d7579d27fba1bf8dceda1e577b1dbbebab72ed07cea611de34658a')   # 2 frames
+
+
+def _sha256(path) -> str:
+    import hashlib
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def test_testbed_bags_are_byte_identical_to_the_frozen_ones(sim_out, tmp_path):
+    """The default testbed bags and sidecars of seed 0 (and an rssi-drop run) are the bytes the
+    pre-refactor simulator wrote (hashes above, obtained from that code)."""
+    out, infos = sim_out
+    assert {i.name: (i.payload_sha256, _sha256(i.truth_path)) for i in infos} == FROZEN_TESTBED
+    assert _sha256(out / 'index.json') == FROZEN_TESTBED_INDEX
+    drop = simulate(tmp_path / 'drop', n_scenarios=1, seed=0, frames_per_scenario=N_FRAMES,
+                    drop_modality='rssi:0.5', progress=False)[0]
+    assert (drop.payload_sha256, _sha256(drop.truth_path)) == FROZEN_RSSI_DROPS
+
+
+def test_road_bags_are_byte_identical_to_the_frozen_ones(tmp_path):
+    """A three-RSU road scenario of seed 5 is the bytes the pre-refactor road writer wrote."""
+    from mmtok_ros.sim.road import simulate_road
+
+    road = simulate_road(tmp_path / 'road', n_rsus=3, n_scenarios=1, seed=5,
+                         frames_per_scenario=2, progress=False)[0]
+    assert (road.payload_sha256, _sha256(road.truth_path),
+            _sha256(tmp_path / 'road' / 'index.json')) == FROZEN_ROAD
