@@ -1,7 +1,7 @@
 """What the nodes report on /diagnostics: key/value formatting and the health checks.
 
-ROS types are imported inside the functions that build messages, so the checks themselves
-(``SilenceWatch``, ``MissStreak``) are plain Python and unit-testable without rclpy.
+ROS types are imported inside the functions that build messages, so ``SilenceWatch`` is plain
+Python and unit-testable without rclpy (the deadline-miss streak is ``runtime.rsu_runtime``'s).
 """
 from __future__ import annotations
 
@@ -104,24 +104,5 @@ class SilenceWatch:
         self._warned.clear()
 
 
-class MissStreak:
-    """Consecutive deadline misses; warn once when the streak reaches ``warn_after``."""
-
-    def __init__(self) -> None:
-        self.streak = 0
-        self._warned = False
-
-    def update(self, met: bool, warn_after: int) -> bool:
-        """Record one window; True exactly when a WARN is due."""
-        if met:
-            self.streak, self._warned = 0, False
-            return False
-        self.streak += 1
-        if self.streak >= warn_after and not self._warned:
-            self._warned = True
-            return True
-        return False
-
-
-__all__ = ['MissStreak', 'SilenceWatch', 'health', 'key_values', 'set_stamp', 'set_time',
+__all__ = ['SilenceWatch', 'health', 'key_values', 'set_stamp', 'set_time',
            'status_array']

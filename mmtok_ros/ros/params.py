@@ -1,35 +1,29 @@
-"""Every node parameter, declared in one place: name, default, range, description.
+"""Every node parameter in one table: name, default, description (meaning, unit, range), range.
 
 ``config/rsu.yaml`` and ``config/replay.yaml`` hold the same names and defaults (a test keeps
-them in step). Nodes call :func:`declare` and read a plain namespace back; the specs
-themselves import no rclpy, so tools and tests can read them without ROS.
+them in step). Defaults that belong to a core object are read from it (the stream's
+``StreamConfig``, the handover's ``HysteresisConfig``, the runtime's ``RuntimeConfig``) or from
+``constants``. Nodes declare a table with :func:`~.param_declaration.declare` and read a plain
+namespace back; this module imports no rclpy, so tools and tests read the table without ROS.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import Any, Callable
+from typing import Any
 
-from ..constants import FRAME_PERIOD_MS, S_TH_DBM
+from ..constants import (DEFAULT_DECISION_THRESHOLD, FRAME_PERIOD_MS, NS_PER_MS,
+                         REACTIVE_OFF_FRAMES, S_TH_DBM)
 from ..data.stream import StreamConfig
 from ..model.shipped import SHIPPED_MODEL
 from ..runtime.handover import HysteresisConfig
+from ..runtime.rsu_runtime import CONTROLLER_DEFAULTS, RUNTIME_FIELDS, RuntimeConfig
+from .param_declaration import ParamSpec, RuntimeParameters, check_value, declare
 
 # The offline dataset builder's defaults too (one definition), so a window the node builds
 # while a bag plays equals the window built from that bag for training.
 _STREAM = StreamConfig()
-_HYSTERESIS = HysteresisConfig()   # the node's defaults are the library's
-
-
-@dataclass(frozen=True)
-class ParamSpec:
-    name: str
-    default: Any
-    description: str
-    min_value: float | None = None
-    max_value: float | None = None
-    read_only: bool = False
-
+_HYSTERESIS = HysteresisConfig()
+_RUNTIME = RuntimeConfig()
 
 RSU_NODE_PARAMS: tuple[ParamSpec, ...] = (
     # inputs and outputs
@@ -48,12 +42,11 @@ RSU_NODE_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec('handover_topic', 'mmtok/handover',
               'output: handover trigger (mmtok_msgs/HandoverTrigger, transient local)',
               read_only=True),
-    ParamSpec('input_qos_depth', 5, 'depth of the best-effort sensor subscriptions', 1, 100,
+    ParamSpec('input_qos_depth', 5, 'depth (messages) of the sensor subscriptions', 1, 100,
               read_only=True),
     ParamSpec('input_reliable', False, 'subscribe to the sensors RELIABLE instead of best '
-              'effort: only with reliable publishers (bag_replay); a best-effort 640x480 image '
-              'travels as ~15 UDP fragments and is lost whole when one is dropped under load',
-              read_only=True),
+              'effort: only with reliable publishers (bag_replay), which then resend a large '
+              'image instead of losing it whole when one fragment is dropped', read_only=True),
     ParamSpec('expected_image_width', 640, 'camera width in pixels; other widths are rejected '
               '(0: accept any)', 0, 100000, read_only=True),
     ParamSpec('expected_image_height', 480, 'camera height in pixels; other heights are '
@@ -67,42 +60,42 @@ RSU_NODE_PARAMS: tuple[ParamSpec, ...] = (
               '(model_path: the FILE.onnx of mmtok export; fixed K per layer, the deadline '
               'controller switches between the exported keep scales)', read_only=True),
     ParamSpec('torch_threads', 1, 'intra-op threads for inference, torch or onnxruntime '
-              '(0: the runtime\'s default, one per core). 1 by default: with two threads on '
-              'two cores shared with the sensor drivers, every parallel region waits for a '
-              'descheduled thread (measured: 1.1 s instead of 51 ms per window)', 0, 256,
-              read_only=True),
-    ParamSpec('keep_ratio_scale', 0.0, 'keep-ratio override: every layer keeps scale * r_l of '
-              'its tokens, and the deadline controller never goes above it (0: learned r_l)',
-              0.0, 1.0),
-    ParamSpec('blocked_threshold', -1.0, 'p_blocked at or above which the next frame is '
-              'reported blocked; -1: the threshold stored in the model file (chosen on its '
-              'training windows; 0.5 for older files)', -1.0, 1.0),
+              '(0: the runtime\'s default, one per core). 1 by default: on cores shared with '
+              'the sensor drivers, every parallel region would wait for a descheduled thread',
+              0, 256, read_only=True),
+    ParamSpec('keep_ratio_scale', _RUNTIME.keep_ratio_scale, 'keep-ratio override, a '
+              'fraction: every routed layer keeps scale * r_l of its tokens, and the deadline '
+              'controller never goes above it (0: the learned r_l)', 0.0, 1.0),
+    ParamSpec('blocked_threshold', _RUNTIME.blocked_threshold, 'p_blocked (a probability) at '
+              'or above which the next frame is reported blocked; -1: the threshold stored in '
+              f'the model file ({DEFAULT_DECISION_THRESHOLD} for a file that stores none)',
+              -1.0, 1.0),
     ParamSpec('warmup', True, 'run a warm-up inference at start-up and log its time',
               read_only=True),
     # synchronization and windows
     ParamSpec('sync_slop_ms', _STREAM.slop_ms,
-              'largest stamp spread of one synchronized frame',
+              'largest stamp spread of one synchronized frame, ms',
               0.0, 1000.0, read_only=True),
-    ParamSpec('sync_partial_wait_ms', _STREAM.partial_wait_ms, 'how long a late modality is '
-              'waited for before a frame goes on without it (marked absent)', 0.0, 10000.0,
+    ParamSpec('sync_partial_wait_ms', _STREAM.partial_wait_ms, 'how long (ms) a late modality '
+              'is waited for before a frame goes on without it (marked absent)', 0.0, 10000.0,
               read_only=True),
     ParamSpec('sync_queue_size', _STREAM.queue_size,
               'messages queued per input in the synchronizer', 1, 1000,
               read_only=True),
     ParamSpec('sync_time_jump_ms', _STREAM.time_jump_ms,
-              'a stamp this much older than the newest one seen '
+              'a stamp this much (ms) older than the newest one seen '
               'on its topic is a time jump back (looped bag, restarted clock): queues and '
               'windows are cleared; smaller steps back are out-of-order messages', 1.0,
               3600000.0, read_only=True),
     ParamSpec('window_frames', 5, 'frames per window (tau); must match the model', 1, 64,
               read_only=True),
-    ParamSpec('frame_period_ms', FRAME_PERIOD_MS, 'sensor frame period', 1.0, 10000.0,
+    ParamSpec('frame_period_ms', FRAME_PERIOD_MS, 'sensor frame period, ms', 1.0, 10000.0,
               read_only=True),
     ParamSpec('silent_after_periods', 5, 'warn once when an input has been silent this many '
               'frame periods', 1, 1000),
     # handover
-    ParamSpec('s_th_dbm', S_TH_DBM, 'S_th of Eq. 8: serving RSSI below it means blocked',
-              -150.0, 0.0, read_only=True),
+    ParamSpec('s_th_dbm', S_TH_DBM, 'S_th of Eq. 8, dBm: serving RSSI below it means '
+              'blocked', -150.0, 0.0, read_only=True),
     ParamSpec('rsu_id', 'rsu1', 'this RSU (the home RSU whose link is predicted)',
               read_only=True),
     ParamSpec('target_rsu', 'rsu2', 'RSU to hand over to while no neighbour link status is '
@@ -114,8 +107,8 @@ RSU_NODE_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec('hysteresis.floor_windows', _HYSTERESIS.floor_windows, 'reactive floor: hand '
               'over after this many consecutive windows with the own link measured below '
               's_th_dbm, whatever the model says', 1, 100, read_only=True),
-    ParamSpec('hysteresis.neighbour_stale_ms', _HYSTERESIS.neighbour_stale_ns / 1e6,
-              'a neighbour link status older than this (data time) is ignored', 1.0,
+    ParamSpec('hysteresis.neighbour_stale_ms', _HYSTERESIS.neighbour_stale_ns / NS_PER_MS,
+              'a neighbour link status older than this (ms, data time) is ignored', 1.0,
               600000.0, read_only=True),
     ParamSpec('hysteresis.p_on', _HYSTERESIS.p_on, 'p_blocked at or above which a window '
               'counts toward handing over', 0.0, 1.0, read_only=True),
@@ -125,18 +118,20 @@ RSU_NODE_PARAMS: tuple[ParamSpec, ...] = (
               'hand over', 1, 100, read_only=True),
     ParamSpec('hysteresis.off_windows', _HYSTERESIS.off_windows, 'consecutive windows needed '
               'to hand back', 1, 1000, read_only=True),
-    ParamSpec('hysteresis.min_dwell_ms', _HYSTERESIS.min_dwell_ns / 1e6, 'earliest hand-back '
-              'after a handover', 0.0, 600000.0, read_only=True),
+    ParamSpec('hysteresis.min_dwell_ms', _HYSTERESIS.min_dwell_ns / NS_PER_MS, 'earliest '
+              'hand-back (or further proactive handover) after a handover, ms', 0.0, 600000.0,
+              read_only=True),
     # deadline
-    ParamSpec('deadline_ms', 300.0, 'latency budget from the newest frame\'s arrival to the '
-              'status publish', 1.0, 10000.0),
-    ParamSpec('deadline_warn_after', 3, 'WARN after this many consecutive deadline misses',
-              1, 1000),
-    ParamSpec('deadline_min_scale', 0.5, 'lowest keep-ratio scale the deadline controller may '
-              'choose', 0.01, 1.0, read_only=True),
-    ParamSpec('deadline_patience', 3, 'consecutive windows over (under 0.6 x) the deadline '
-              'before the keep ratio is lowered (raised)', 1, 1000, read_only=True),
-    ParamSpec('diagnostics_period_s', 1.0, 'period of /diagnostics (wall clock)', 0.05, 60.0,
+    ParamSpec('deadline_ms', _RUNTIME.deadline_ms, 'latency budget, ms, from the newest '
+              'frame\'s arrival to the status publish', 1.0, 10000.0),
+    ParamSpec('deadline_warn_after', _RUNTIME.deadline_warn_after, 'WARN after this many '
+              'consecutive deadline misses', 1, 1000),
+    ParamSpec('deadline_min_scale', _RUNTIME.deadline_min_scale, 'lowest keep-ratio scale (a '
+              'fraction) the deadline controller may choose', 0.01, 1.0, read_only=True),
+    ParamSpec('deadline_patience', _RUNTIME.deadline_patience, 'consecutive windows over '
+              f'(under {CONTROLLER_DEFAULTS["headroom"]} x) the deadline before the keep ratio '
+              'is lowered (raised)', 1, 1000, read_only=True),
+    ParamSpec('diagnostics_period_s', 1.0, 'period of /diagnostics, s (wall clock)', 0.05, 60.0,
               read_only=True),
 )
 
@@ -181,8 +176,8 @@ HANDOVER_EMULATOR_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec('s_th_dbm', S_TH_DBM, 'S_th: the reactive baseline hands over below it',
               -150.0, 0.0, read_only=True),
     ParamSpec('frame_period_ms', FRAME_PERIOD_MS, 'frame period', 1.0, 10000.0, read_only=True),
-    ParamSpec('reactive_off_frames', 5, 'reactive baseline: frames at or above S_th before '
-              'handing back', 1, 1000, read_only=True),
+    ParamSpec('reactive_off_frames', REACTIVE_OFF_FRAMES, 'reactive baseline: frames at or '
+              'above S_th before handing back', 1, 1000, read_only=True),
     ParamSpec('exit_after_idle_s', 0.0, 'write the results and exit after this long without '
               'RSSI once some arrived (0: only at shutdown)', 0.0, 3600.0, read_only=True),
 )
@@ -190,179 +185,6 @@ HANDOVER_EMULATOR_PARAMS: tuple[ParamSpec, ...] = (
 
 def defaults(specs: tuple[ParamSpec, ...]) -> dict[str, Any]:
     return {s.name: s.default for s in specs}
-
-
-def _type_name(value: Any) -> str:
-    if isinstance(value, bool):
-        return 'bool'
-    if isinstance(value, (list, tuple)):
-        return 'string array' if all(isinstance(v, str) for v in value) else 'array'
-    return {int: 'integer', float: 'float', str: 'string'}.get(type(value), type(value).__name__)
-
-
-def check_value(spec: ParamSpec, value: Any) -> tuple[Any, str | None]:
-    """(value in the spec's type, None) or (value, reason it is rejected).
-
-    An integer is accepted for a float parameter (``-p deadline_ms:=100``: ROS users type
-    integers); any other type mismatch, and a value outside [min_value, max_value], is a reason.
-    """
-    want = spec.default
-    if isinstance(want, float) and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    same_type = (isinstance(value, bool) == isinstance(want, bool)
-                 and isinstance(value, type(want)) or
-                 (isinstance(want, list) and isinstance(value, (list, tuple))
-                  and all(isinstance(v, str) for v in value)))
-    if not same_type:
-        return value, (f'parameter {spec.name} must be of type {_type_name(want)}, got '
-                       f'{_type_name(value)} {value!r}')
-    if spec.min_value is not None and not isinstance(value, bool) \
-            and isinstance(value, (int, float)) \
-            and not spec.min_value <= value <= spec.max_value:
-        return value, (f'parameter {spec.name} = {value!r} is out of range '
-                       f'[{spec.min_value:g}, {spec.max_value:g}]')
-    if isinstance(value, tuple):
-        value = list(value)
-    return value, None
-
-
-def _descriptor(s: ParamSpec, *, read_only: bool, typed: bool = True,
-                ranged: bool = True) -> Any:
-    """``typed=False``: dynamic typing (any type gets through to our own check, which gives
-    a reason a user can read); ``ranged=False``: no range either (to read a bad override)."""
-    from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
-                                    ParameterType)
-    kwargs: dict[str, Any] = {'description': s.description, 'read_only': read_only}
-    if not typed:
-        kwargs['dynamic_typing'] = True
-    elif isinstance(s.default, bool):
-        kwargs['type'] = ParameterType.PARAMETER_BOOL
-    elif isinstance(s.default, int):
-        kwargs['type'] = ParameterType.PARAMETER_INTEGER
-    elif isinstance(s.default, float):
-        kwargs['type'] = ParameterType.PARAMETER_DOUBLE
-    elif isinstance(s.default, list):
-        kwargs['type'] = ParameterType.PARAMETER_STRING_ARRAY
-    else:
-        kwargs['type'] = ParameterType.PARAMETER_STRING
-    if not ranged or s.min_value is None or isinstance(s.default, bool):
-        pass
-    elif isinstance(s.default, int):
-        kwargs['integer_range'] = [IntegerRange(from_value=int(s.min_value),
-                                                to_value=int(s.max_value), step=1)]
-    elif isinstance(s.default, float):
-        kwargs['floating_point_range'] = [FloatingPointRange(
-            from_value=float(s.min_value), to_value=float(s.max_value), step=0.0)]
-    return ParameterDescriptor(**kwargs)
-
-
-def _declare_one(node: Any, s: ParamSpec) -> Any:
-    """Declare ``s``; returns its checked value. Raises StartupError with one clear line.
-
-    Read-only parameters are declared with their type; the others with dynamic typing, so
-    that a run-time change of the wrong type reaches :class:`RuntimeParameters` and is
-    refused with a readable reason (rclpy's own type check says "expected '3' got '4'").
-    """
-    from rclpy.exceptions import ParameterException
-
-    from .runtime import StartupError
-    typed = s.read_only
-    try:
-        value = node.declare_parameter(s.name, s.default,
-                                       _descriptor(s, read_only=s.read_only, typed=typed)).value
-    except ParameterException:
-        # The override has another type (an integer for a float, a string for a number) or
-        # lies out of range: read it through an unchecked declaration, then check it below.
-        value = node.declare_parameter(s.name, s.default, _descriptor(
-            s, read_only=False, typed=False, ranged=False)).value
-        node.undeclare_parameter(s.name)
-    checked, reason = check_value(s, value)
-    if reason is not None:
-        raise StartupError(f'cannot start: {reason}')
-    if not node.has_parameter(s.name) or type(checked) is not type(value):
-        # declare again, with the value converted to the parameter's type (100 -> 100.0)
-        if node.has_parameter(s.name):
-            node.undeclare_parameter(s.name)
-        try:
-            node.declare_parameter(s.name, checked,
-                                   _descriptor(s, read_only=s.read_only, typed=typed),
-                                   ignore_override=True)
-        except ParameterException as err:
-            raise StartupError(f'cannot start: parameter {s.name}: {err}') from None
-    return checked
-
-
-class RuntimeParameters:
-    """Run-time changes of declared parameters: validated, then applied to the namespace.
-
-    Registered on the node by :func:`declare`. A set request (``ros2 param set``, the
-    ``~/set_parameters`` service) is rejected with a reason when it names a read-only
-    parameter, has the wrong type or lies outside the parameter's range; an integer for a
-    float parameter is converted first. Accepted values replace the namespace's fields (the
-    node reads those) and ``on_change({name: value})`` is called with the changed fields.
-    ``validate({name: value})`` may return a reason to reject a combination.
-    """
-
-    def __init__(self, node: Any, specs: tuple[ParamSpec, ...], namespace: SimpleNamespace, *,
-                 on_change: Callable[[dict[str, Any]], None] | None = None,
-                 validate: Callable[[dict[str, Any]], str | None] | None = None) -> None:
-        self.specs = {s.name: s for s in specs}
-        self.namespace = namespace
-        self.on_change = on_change
-        self.validate = validate
-        self._logger = node.get_logger()
-        node.add_pre_set_parameters_callback(self._coerce)
-        node.add_on_set_parameters_callback(self._check)
-        node.add_post_set_parameters_callback(self._apply)
-
-    def _coerce(self, parameters: list) -> list:
-        from rclpy.parameter import Parameter
-        out = []
-        for param in parameters:
-            s = self.specs.get(param.name)
-            if s is not None and isinstance(s.default, float) \
-                    and param.type_ == Parameter.Type.INTEGER:
-                param = Parameter(param.name, Parameter.Type.DOUBLE, float(param.value))
-            out.append(param)
-        return out
-
-    def _check(self, parameters: list) -> Any:
-        from rcl_interfaces.msg import SetParametersResult
-        changed = {}
-        for param in parameters:
-            s = self.specs.get(param.name)
-            if s is None:
-                continue      # not ours (use_sim_time ...): rclpy's own checks apply
-            if s.read_only:
-                reason = f'parameter {s.name} is read-only (set it at start-up)'
-            else:
-                value, reason = check_value(s, param.value)
-                changed[s.name] = value
-            if reason is not None:
-                self._logger.warning(f'rejected parameter change: {reason}')
-                return SetParametersResult(successful=False, reason=reason)
-        if changed and self.validate is not None:
-            reason = self.validate(changed)
-            if reason:
-                self._logger.warning(f'rejected parameter change: {reason}')
-                return SetParametersResult(successful=False, reason=reason)
-        return SetParametersResult(successful=True)
-
-    def _apply(self, parameters: list) -> None:
-        changed = {}
-        for param in parameters:
-            s = self.specs.get(param.name)
-            if s is None or s.read_only:
-                continue
-            value, _ = check_value(s, param.value)
-            setattr(self.namespace, s.name.replace('.', '_'), value)
-            changed[s.name.replace('.', '_')] = value
-        if not changed:
-            return
-        self._logger.info('parameters changed: '
-                          + ', '.join(f'{k}={v!r}' for k, v in changed.items()))
-        if self.on_change is not None:
-            self.on_change(changed)
 
 
 def stream_config(p: SimpleNamespace) -> StreamConfig:
@@ -379,27 +201,16 @@ def hysteresis_config(p: SimpleNamespace) -> HysteresisConfig:
     return HysteresisConfig(
         p_on=p.hysteresis_p_on, p_off=p.hysteresis_p_off, on_windows=p.hysteresis_on_windows,
         off_windows=p.hysteresis_off_windows,
-        min_dwell_ns=int(p.hysteresis_min_dwell_ms * 1e6),
+        min_dwell_ns=int(p.hysteresis_min_dwell_ms * NS_PER_MS),
         floor_windows=p.hysteresis_floor_windows, s_th_dbm=p.s_th_dbm,
-        neighbour_stale_ns=int(p.hysteresis_neighbour_stale_ms * 1e6))
+        neighbour_stale_ns=int(p.hysteresis_neighbour_stale_ms * NS_PER_MS))
 
 
-def declare(node: Any, specs: tuple[ParamSpec, ...], *,
-            on_change: Callable[[dict[str, Any]], None] | None = None,
-            validate: Callable[[dict[str, Any]], str | None] | None = None) -> SimpleNamespace:
-    """Declare ``specs`` on ``node``; return their values as a namespace (dots -> '_').
-
-    Start-up values are checked (an integer is accepted for a float; a wrong type or an
-    out-of-range value raises ``StartupError`` with one line naming the parameter). Run-time
-    changes go through :class:`RuntimeParameters`: read-only parameters refuse them with a
-    reason; the others update the namespace and call ``on_change`` with the changed fields.
-    """
-    values = {s.name.replace('.', '_'): _declare_one(node, s) for s in specs}
-    namespace = SimpleNamespace(**values)
-    RuntimeParameters(node, specs, namespace, on_change=on_change, validate=validate)
-    return namespace
+def runtime_config(p: SimpleNamespace) -> RuntimeConfig:
+    """The rsu_node parameters of its ``RsuRuntime``."""
+    return RuntimeConfig(**{name: getattr(p, name) for name in RUNTIME_FIELDS})
 
 
 __all__ = ['BAG_REPLAY_PARAMS', 'HANDOVER_EMULATOR_PARAMS', 'ParamSpec', 'RSU_NODE_PARAMS',
            'RuntimeParameters', 'SHIPPED_MODEL', 'check_value', 'declare', 'defaults',
-           'hysteresis_config', 'stream_config']
+           'hysteresis_config', 'runtime_config', 'stream_config']
