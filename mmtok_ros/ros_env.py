@@ -12,8 +12,10 @@ from __future__ import annotations
 import os
 import random
 
+from .errors import MmtokError
 
-class DdsNotLocalError(RuntimeError):
+
+class DdsNotLocalError(MmtokError, RuntimeError):
     """rclpy would start with DDS discovery reaching beyond this machine."""
 
 
@@ -74,7 +76,7 @@ def use_shipped_dds_profile(env: dict[str, str] | None = None) -> str | None:
 
     The profile gives the shared-memory transport a segment big enough for several camera
     frames (the default 512 KiB segment cannot hold one 640x480 rgb8 image, and best-effort
-    frames were lost whole). It changes transports only: ``ROS_AUTOMATIC_DISCOVERY_RANGE``
+    frames are lost whole). It changes transports only: ``ROS_AUTOMATIC_DISCOVERY_RANGE``
     still decides how far discovery reaches. Must run before the process's first
     ``rclpy.init``. An empty ``FASTDDS_DEFAULT_PROFILES_FILE`` keeps Fast DDS's defaults (it
     is removed: Fast DDS would log an XMLPARSER error for an empty path).

@@ -10,8 +10,8 @@ import pytest
 PKG = Path(__file__).resolve().parents[1] / 'mmtok_ros'
 
 # Layers, bottom up (docs/architecture.md): a package may import its own layer and those below.
-CORE = ('constants', 'devices', 'timing', 'resources', 'ros_env', 'model', 'data', 'runtime',
-        'sim')
+CORE = ('constants', 'errors', 'devices', 'timing', 'resources', 'ros_env', 'model', 'data',
+        'runtime', 'sim')
 LAYERS = [CORE, ('train', 'beam'), ('reports',), ('ros',), ('bench',), ('commands', 'cli')]
 
 

@@ -1,9 +1,15 @@
 """One exception type per failure of the beam data path, each naming the file or the column."""
 from __future__ import annotations
 
+from ..errors import InputFileNotFoundError, UserInputError
 
-class BeamDataError(ValueError):
+
+class BeamDataError(UserInputError):
     """Beam data that cannot be used (the CLI prints the message as one line)."""
+
+
+class BeamDataNotFoundError(InputFileNotFoundError):
+    """A DeepSense folder, scenario CSV or a file a CSV row names that does not exist."""
 
 
 class PlyError(BeamDataError):

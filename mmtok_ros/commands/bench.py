@@ -1,6 +1,8 @@
 """mmtok bench: latency, memory and FLOPs of every method in one run."""
 from __future__ import annotations
 
+from ..constants import GAMMA_SWEEP
+from ..errors import UserInputError
 from ..model.config import METHODS, PRESETS
 
 HELP = 'Benchmark single-window inference of several methods in one run (table + JSON).'
@@ -15,7 +17,7 @@ def add_arguments(p) -> None:
     p.add_argument('--device', default='auto', help='cpu, cuda, cuda:N or auto (default)')
     p.add_argument('--methods', default='mha,tome,mod,routed',
                    help=f'comma-separated, from {",".join(METHODS)}')
-    p.add_argument('--gammas', default='0.3,0.4,0.5,0.7',
+    p.add_argument('--gammas', default=','.join(f'{g:g}' for g in GAMMA_SWEEP),
                    help="target keep ratios gamma' for the routed methods")
     p.add_argument('--reps', type=int, default=7, help='timed windows per method')
     p.add_argument('--warmup', type=int, default=2)
@@ -47,7 +49,7 @@ def add_arguments(p) -> None:
 def run_e2e(args) -> int:
     from ..bench.e2e import format_table, run_e2e, resolve_models
     if not args.bag:
-        raise ValueError('--e2e needs --bag PATH (a rosbag2 directory, e.g. from mmtok simulate)')
+        raise UserInputError('--e2e needs --bag PATH (a rosbag2 directory, e.g. from mmtok simulate)')
     out = args.out if args.out != 'results/bench.json' else 'results/bench_e2e.json'
     models = resolve_models(args.model, args.mha_model)
     rows = run_e2e(args.bag, models, rate=args.rate, out=out,
@@ -72,7 +74,7 @@ def run(args) -> int:
     methods = _csv(args.methods)
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
-        raise ValueError(f'unknown methods {unknown}; choose from {list(METHODS)}')
+        raise UserInputError(f'unknown methods {unknown}; choose from {list(METHODS)}')
     gammas = [float(g) for g in _csv(args.gammas)]
     rows = benchmark_methods(args.preset, device=args.device, methods=methods, gammas=gammas,
                          reps=args.reps, warmup=args.warmup, precision=args.precision,

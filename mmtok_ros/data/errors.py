@@ -1,12 +1,15 @@
 """One exception type per way input data can be wrong.
 
-All derive from ``DataError`` (a ``ValueError``), so a caller that only wants "skip bad input"
-catches one type, and a caller that wants to count reasons catches the specific ones.
+All derive from ``DataError`` (a :class:`~mmtok_ros.errors.UserInputError`, hence also a
+``ValueError``), so a caller that only wants "skip bad input" catches one type, and a caller
+that wants to count reasons catches the specific ones.
 """
 from __future__ import annotations
 
+from ..errors import UserInputError
 
-class DataError(ValueError):
+
+class DataError(UserInputError):
     """Base of every error raised while decoding, synchronizing or reading sensor data."""
 
 
