@@ -6,13 +6,15 @@ import platform
 
 import torch
 
+from .errors import UserInputError
+
 
 def resolve_device(requested: str | None = 'auto', *,
                    strict: bool = True) -> tuple[torch.device, str | None]:
     """(device to use, warning or None). ``auto``/None: CUDA when available, else CPU.
 
     An unusable request (no CUDA, a missing ``cuda:N``, a name that is not a device) raises
-    ``ValueError`` when ``strict`` (benchmarks, training and commands never run silently on
+    :class:`~mmtok_ros.errors.UserInputError` when ``strict`` (benchmarks, training and commands never run silently on
     another device); otherwise it falls back to CPU and the warning says why (the node logs it
     and keeps running).
     """
@@ -35,7 +37,7 @@ def resolve_device(requested: str | None = 'auto', *,
     if problem is None:
         return torch.device(name), None
     if strict:
-        raise ValueError(problem)
+        raise UserInputError(problem)
     return torch.device('cpu'), f'{problem}; falling back to cpu'
 
 

@@ -9,9 +9,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ..constants import GAMMA_SWEEP
+from ..errors import UserInputError
+
 SYNTHETIC = 'synthetic'
-# defaults of tables.GAMMAS / tables.TABLES, spelled out so that building the CLI imports no torch
-GAMMAS = '0.3,0.4,0.5,0.7'
+# option defaults; tables.TABLES spelled out so that building the CLI imports no torch
+GAMMAS = ','.join(f'{g:g}' for g in GAMMA_SWEEP)
 TABLES = 'II,III,IV,V'
 
 
@@ -39,7 +42,7 @@ def split_holdout(data, test_fraction: float):
     """(train, test): the last ``test_fraction`` of groups (scenes / sequences) held out; with
     a single group, the last windows in time (windows overlap, so never a random split)."""
     if not 0.0 < test_fraction < 1.0:
-        raise ValueError(f'--test-fraction must be in (0, 1), got {test_fraction}')
+        raise UserInputError(f'--test-fraction must be in (0, 1), got {test_fraction}')
     groups = np.unique(data.groups)
     if len(groups) >= 2:
         n_test = min(len(groups) - 1, max(1, int(round(len(groups) * test_fraction))))

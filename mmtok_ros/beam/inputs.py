@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import UserInputError
 from ..model.config import ModelConfig
 from ..model.preprocess import image_to_input, points_to_bev
 from .radar import DEEPSENSE_RADAR, RadarSpec, cube_to_points
@@ -33,5 +34,5 @@ def frame_inputs(cfg: ModelConfig, *, rgb: np.ndarray | None = None,
     }
     unknown = [m for m in cfg.modalities if m not in convert]
     if unknown:
-        raise ValueError(f'the beam task has no input for modalities {unknown}')
+        raise UserInputError(f'the beam task has no input for modalities {unknown}')
     return {m: convert[m]() for m in cfg.modalities}

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm import tqdm
 
+from ..errors import UserInputError
 from ..model.config import ModelConfig
 from ..sim import camera, lidar
 from ..sim.channel import box_blockage_loss_db
@@ -167,7 +168,8 @@ def synthetic_dataset(cfg: ModelConfig, *, n_scenes: int, frames_per_scene: int 
                          f'{cfg.n_classes} classes')
     T = cfg.n_frames
     if frames_per_scene < T + 1:
-        raise ValueError(f'frames_per_scene={frames_per_scene} must be >= n_frames + 1 = {T + 1}')
+        raise UserInputError(f'frames_per_scene={frames_per_scene} must be >= n_frames + 1 = '
+                             f'{T + 1}')
     parts = []
     for index in tqdm(range(n_scenes), desc='beam scenes', disable=not progress):
         frames, beams = scene_frames(make_scene(index, seed), cfg, frames_per_scene, codebook)

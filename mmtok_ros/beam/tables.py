@@ -23,7 +23,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..constants import GAMMA_SWEEP
 from ..devices import device_name
+from ..errors import UserInputError
 from ..model import ModelConfig, MultiModalTransformer, preset
 from ..model.checkpoint import load_model, save_model
 from ..model.flops import count_flops, dummy_window
@@ -34,7 +36,7 @@ from ..train.report import plot_accuracy_latency, plot_keep_ratios
 from ..train.trainer import TrainConfig, predict, train_model
 from .metrics import beam_scores
 
-GAMMAS = (0.3, 0.4, 0.5, 0.7)
+GAMMAS = GAMMA_SWEEP
 REFERENCE_GAMMA = 0.5         # Table III's routed row and Table V's model
 ABLATION_GAMMA = 0.3          # Table IV (paper: gamma' = 30 %)
 TABLES = ('II', 'III', 'IV', 'V')
@@ -246,11 +248,12 @@ def run_beam_tables(train: WindowDataset, test: WindowDataset, *, preset_name: s
     out_dir.mkdir(parents=True, exist_ok=True)
     unknown = sorted(set(tables) - set(TABLES))
     if unknown:
-        raise ValueError(f'unknown tables {unknown}; choose from {list(TABLES)}')
+        raise UserInputError(f'unknown tables {unknown}; choose from {list(TABLES)}')
     base = preset(preset_name)
     if base.n_classes < 2:
-        raise ValueError(f'preset {preset_name!r} predicts {base.n_classes} class; the beam '
-                         'task needs a beam preset (n_classes = codebook size), e.g. beam-mini')
+        raise UserInputError(f'preset {preset_name!r} predicts {base.n_classes} class; the '
+                             'beam task needs a beam preset (n_classes = codebook size), '
+                             'e.g. beam-mini')
     runs = plan(tuple(tables), tuple(gammas), tuple(base.modalities))
     tic = time.process_time()
     models, rows = {}, {}

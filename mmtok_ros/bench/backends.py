@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import UserInputError
+
 BACKENDS = ('torch', 'onnxruntime')
 
 
@@ -51,7 +53,7 @@ def compare_backends(preset_name: str, *, methods, gamma: float, backends=BACKEN
     from ..timing import build_candidates, percentile
     unknown = [b for b in backends if b not in BACKENDS]
     if unknown:
-        raise ValueError(f'unknown backends {unknown}; choose from {list(BACKENDS)}')
+        raise UserInputError(f'unknown backends {unknown}; choose from {list(BACKENDS)}')
     if threads:
         torch.set_num_threads(int(threads))
     threads = torch.get_num_threads()
@@ -128,8 +130,8 @@ def run_backends(args) -> int:
     backends = [b.strip() for b in args.backend.split(',') if b.strip()]
     dev, _ = resolve_device(args.device)
     if dev.type != 'cpu':
-        raise ValueError('--backend compares CPU backends here (onnxruntime CPU execution '
-                         'provider); use --device cpu')
+        raise UserInputError('--backend compares CPU backends here (onnxruntime CPU '
+                             'execution provider); use --device cpu')
     methods = [m.strip() for m in args.methods.split(',') if m.strip()]
     if 'tome' in methods:   # merging has no exact ONNX form (model.export)
         print('--backend: tome is not exportable to ONNX; timing the other methods')

@@ -11,14 +11,14 @@ import os
 import time
 from pathlib import Path
 
+from ..errors import UserInputError
 from ..model.config import METHODS, PRESETS
 
 HELP = ('Benchmark training throughput (windows/s) of mha, routed, ablation3 ... and project a '
         "recipe's training time (table + JSON).")
 
-# the issue-16 recipe (models/handover_rsu_cpu_g40.md): 8 epochs of 570 windows (scenarios
-# 00-39 of the 50-scenario set: the 288 windows near a label change and 10 % of the 2819
-# steady ones), plus the training windows the decision threshold is chosen on
+# the recipe of the shipped rsu-cpu model (models/handover_rsu_cpu_g40.md): 8 epochs of 570
+# training windows, plus the windows the decision threshold is chosen on
 DEFAULT_RECIPE_WINDOWS = 8 * 570
 DEFAULT_THRESHOLD_WINDOWS = 1024
 
@@ -79,10 +79,10 @@ def run(args) -> int:
     methods = [m for m in args.methods.split(',') if m]
     unknown = sorted(set(methods) - set(METHODS))
     if unknown:
-        raise ValueError(f'unknown methods {unknown}; choose from {METHODS}')
+        raise UserInputError(f'unknown methods {unknown}; choose from {METHODS}')
     threads = [int(t) for t in args.threads.split(',') if t] or [torch.get_num_threads()]
     if min(threads) < 1 or args.steps < 1:
-        raise ValueError('--threads and --steps must be >= 1')
+        raise UserInputError('--threads and --steps must be >= 1')
     rows = []
     before = torch.get_num_threads()
     try:

@@ -26,6 +26,7 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     from pathlib import Path
 
+    from ..errors import UserInputError
     from ..model.checkpoint import load_model
     from ..model.export import OPSET, TOLERANCE, ExportError, export_model, read_metadata
     model, meta = load_model(args.model)
@@ -37,8 +38,8 @@ def run(args) -> int:
                               model.decision_threshold,
                               source=Path(args.model).name, opset=args.opset or OPSET,
                               tolerance=TOLERANCE if args.tolerance is None else args.tolerance)
-    except ExportError as err:
-        raise ValueError(str(err)) from None
+    except ExportError as err:           # this model cannot be exported: one line, not a bug
+        raise UserInputError(str(err)) from None
     cfg = model.cfg
     print(f'{args.model}: {cfg.preset}/{cfg.method}, N={cfg.n_tokens} tokens, '
           f'decision threshold {model.decision_threshold:g}')

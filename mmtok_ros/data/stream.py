@@ -22,7 +22,8 @@ from typing import Any, Iterable, Iterator, Mapping
 
 import numpy as np
 
-from ..constants import FRAME_PERIOD_MS, S_TH_DBM
+from ..constants import FRAME_PERIOD_MS, NS_PER_MS, S_TH_DBM
+from ..errors import UserInputError
 from ..model.config import ModelConfig
 from .decode import DecodedCloud, decode_input
 from .errors import DataError
@@ -30,7 +31,6 @@ from .sync import ApproximateTimeSynchronizer, SyncedFrame, TimeJump
 from .topics import default_topic_map, role_kind, rsu_index
 from .window import FrameArrays, RssiHold, Window, WindowBuilder, frame_from_synced
 
-MS = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -82,13 +82,13 @@ def check_roles(cfg: ModelConfig, topic_map: Mapping[str, str]) -> None:
     for topic, role in topic_map.items():
         kind = role_kind(role)
         if kind not in cfg.modalities:
-            raise ValueError(f'input {topic} ({role}) is a modality the model does not use; '
-                             f'its modalities are {list(cfg.modalities)}')
+            raise UserInputError(f'input {topic} ({role}) is a modality the model does not '
+                                 f'use; its modalities are {list(cfg.modalities)}')
         index = rsu_index(role)
         if index is not None and index >= cfg.rssi_dim:
-            raise ValueError(f'input {topic} is RSSI of RSU {index + 1}, but the model reads '
-                             f'{cfg.rssi_dim} RSSI values (rssi_dim={cfg.rssi_dim}); give at '
-                             f'most {cfg.rssi_dim} RSSI topics')
+            raise UserInputError(f'input {topic} is RSSI of RSU {index + 1}, but the model '
+                                 f'reads {cfg.rssi_dim} RSSI values (rssi_dim={cfg.rssi_dim}); '
+                                 f'give at most {cfg.rssi_dim} RSSI topics')
 
 
 class WindowStream:
@@ -102,14 +102,15 @@ class WindowStream:
         self.config = config
         self._kinds = {t: role_kind(r) for t, r in self.topic_map.items()}
         self.sync = ApproximateTimeSynchronizer(
-            list(self.topic_map), slop_ns=int(config.slop_ms * MS),
+            list(self.topic_map), slop_ns=int(config.slop_ms * NS_PER_MS),
             queue_size=config.queue_size, emit_partial=config.emit_partial,
-            partial_wait_ns=int(config.partial_wait_ms * MS),
-            jump_back_ns=int(config.time_jump_ms * MS))
+            partial_wait_ns=int(config.partial_wait_ms * NS_PER_MS),
+            jump_back_ns=int(config.time_jump_ms * NS_PER_MS))
         self.builder = WindowBuilder(
-            cfg, n_frames=config.n_frames, period_ns=int(config.period_ms * MS),
+            cfg, n_frames=config.n_frames, period_ns=int(config.period_ms * NS_PER_MS),
             s_th_dbm=config.s_th_dbm, serving_index=config.serving_index,
-            slack_ns=int(config.slack_ms * MS), jump_back_ns=int(config.time_jump_ms * MS))
+            slack_ns=int(config.slack_ms * NS_PER_MS),
+            jump_back_ns=int(config.time_jump_ms * NS_PER_MS))
         self.hold = RssiHold(cfg.rssi_dim)
         self.epoch = 0                      # bumped by every time jump (assemble side)
         self.inputs: Counter[str] = Counter()     # accept side; every counter only grows

@@ -25,6 +25,8 @@ from collections import Counter, deque
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from ..errors import UserInputError
+
 _log = logging.getLogger(__name__)
 
 COUNTER_NAMES = ('emitted', 'partial', 'too_old', 'no_partner', 'queue_full', 'duplicate',
@@ -69,11 +71,11 @@ class ApproximateTimeSynchronizer:
                  emit_partial: bool = False, jump_back_ns: int = 1_000_000_000,
                  partial_wait_ns: int = 0) -> None:
         if len(topics) == 0 or len(set(topics)) != len(topics):
-            raise ValueError(f'topics must be non-empty and unique, got {list(topics)}')
+            raise UserInputError(f'topics must be non-empty and unique, got {list(topics)}')
         if slop_ns < 0 or queue_size < 1 or jump_back_ns <= 0 or partial_wait_ns < 0:
-            raise ValueError(f'need slop_ns >= 0, queue_size >= 1, jump_back_ns > 0, '
-                             f'partial_wait_ns >= 0; got {slop_ns}, {queue_size}, '
-                             f'{jump_back_ns}, {partial_wait_ns}')
+            raise UserInputError(f'need slop_ns >= 0, queue_size >= 1, jump_back_ns > 0, '
+                                 f'partial_wait_ns >= 0; got {slop_ns}, {queue_size}, '
+                                 f'{jump_back_ns}, {partial_wait_ns}')
         self.topics = tuple(topics)
         self.slop_ns = int(slop_ns)
         self.queue_size = int(queue_size)

@@ -11,6 +11,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from ..constants import FRAME_PERIOD_NS, S_TH_DBM
+from ..errors import UserInputError
 from ..model.config import ModelConfig
 from ..model.preprocess import frame_shapes, image_to_input, points_to_bev, rssi_to_input
 from .decode import DecodedCloud
@@ -60,8 +61,8 @@ class RssiHold:
 def _check_modalities(cfg: ModelConfig) -> None:
     unsupported = [m for m in cfg.modalities if m not in SUPPORTED_MODALITIES]
     if unsupported:
-        raise ValueError(f'modalities {unsupported} have no ROS input here; the window layer '
-                         f'supports {SUPPORTED_MODALITIES}')
+        raise UserInputError(f'modalities {unsupported} have no ROS input here; the window '
+                             f'layer supports {SUPPORTED_MODALITIES}')
 
 
 def empty_window(cfg: ModelConfig) -> Window:
@@ -141,10 +142,10 @@ class WindowBuilder:
         self.cfg = cfg
         self.n_frames = cfg.n_frames if n_frames is None else int(n_frames)
         if self.n_frames < 1 or period_ns <= 0 or slack_ns < 0:
-            raise ValueError(f'need n_frames >= 1, period_ns > 0, slack_ns >= 0; got '
-                             f'{self.n_frames}, {period_ns}, {slack_ns}')
+            raise UserInputError(f'need n_frames >= 1, period_ns > 0, slack_ns >= 0; got '
+                                 f'{self.n_frames}, {period_ns}, {slack_ns}')
         if not 0 <= serving_index < cfg.rssi_dim:
-            raise ValueError(f'serving_index={serving_index} outside [0, {cfg.rssi_dim})')
+            raise UserInputError(f'serving_index={serving_index} outside [0, {cfg.rssi_dim})')
         self.period_ns = int(period_ns)
         self.s_th_dbm = float(s_th_dbm)
         self.serving_index = int(serving_index)

@@ -6,13 +6,17 @@ encoder graphs), on the execution providers that match the device (CUDA, then CP
 CPU provider is always the fallback). Both predictors share one interface
 (``predict``, ``clear``, ``warm_up``, ``threshold``, ``model.cfg``,
 ``model.tokens_per_layer()``, ``model.routed_layers()``, ``model.set_keep_override``), and
-both start with the decision threshold their model file carries (0.5 when it has none).
+both start with the decision threshold their model file carries
+(``constants.DEFAULT_DECISION_THRESHOLD`` when it has none).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from ..constants import DEFAULT_DECISION_THRESHOLD
+from ..errors import UserInputError
 
 BACKENDS = ('torch', 'onnxruntime')
 
@@ -28,9 +32,9 @@ class LoadedPredictor:
 def load_predictor(model_path: str | Path, *, backend: str = 'torch', device: str = 'cpu',
                    threads: int = 0) -> LoadedPredictor:
     """The predictor for ``model_path``; raises ``ModelFileError`` (one line) on a bad file
-    and ``ValueError`` on an unknown backend."""
+    and ``UserInputError`` on an unknown backend."""
     if backend not in BACKENDS:
-        raise ValueError(f'backend {backend!r} is not one of {", ".join(BACKENDS)}')
+        raise UserInputError(f'backend {backend!r} is not one of {", ".join(BACKENDS)}')
     if backend == 'onnxruntime':
         from .onnx_predictor import OnnxStreamingPredictor
         providers = (['CUDAExecutionProvider', 'CPUExecutionProvider']
@@ -48,7 +52,7 @@ def load_predictor(model_path: str | Path, *, backend: str = 'torch', device: st
         torch.set_num_threads(threads)
     resolved, warning = resolve_device(device or 'cpu', strict=False)
     model, _ = load_model(model_path, device=resolved)
-    threshold = float(getattr(model, 'decision_threshold', 0.5))
+    threshold = float(getattr(model, 'decision_threshold', DEFAULT_DECISION_THRESHOLD))
     predictor = StreamingPredictor(model, device=resolved, threshold=threshold)
     return LoadedPredictor(predictor, str(resolved), threshold, [warning] if warning else [])
 

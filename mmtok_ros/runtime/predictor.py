@@ -13,8 +13,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..constants import DEFAULT_DECISION_THRESHOLD
 from ..data.window import Window
 from ..devices import synchronize
+from ..errors import UserInputError
 from ..model import MultiModalTransformer
 from ..model.compress import autocast_for
 from .token_cache import FrameTokenCache
@@ -36,7 +38,8 @@ class StreamingPredictor:
     """Window -> :class:`Prediction`, with a per-frame token cache keyed by frame stamp."""
 
     def __init__(self, model: MultiModalTransformer, *, device: str | torch.device = 'cpu',
-                 precision: str = 'fp32', threshold: float = 0.5, cache_frames: int | None = None):
+                 precision: str = 'fp32', threshold: float = DEFAULT_DECISION_THRESHOLD,
+                 cache_frames: int | None = None):
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.precision = precision
@@ -98,7 +101,7 @@ class DeadlineController:
     def __init__(self, deadline_ms: float, *, min_scale: float = 0.5, max_scale: float = 1.0,
                  step: float = 0.1, patience: int = 3, headroom: float = 0.6):
         if not 0 < min_scale <= max_scale:
-            raise ValueError(f'need 0 < min_scale <= max_scale, got {min_scale}, {max_scale}')
+            raise UserInputError(f'need 0 < min_scale <= max_scale, got {min_scale}, {max_scale}')
         self.deadline_ms, self.min_scale, self.max_scale = deadline_ms, min_scale, max_scale
         self.step, self.patience, self.headroom = step, patience, headroom
         self.scale = max_scale
