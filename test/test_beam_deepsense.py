@@ -1,6 +1,7 @@
 """DeepSense 6G loader on a small scenario folder written here (no network): both CSV layouts,
 ASCII and binary PLY, and errors that name the file or the column."""
 import csv
+import re
 import struct
 
 import numpy as np
@@ -117,6 +118,42 @@ def test_missing_column_names_the_column(tmp_path):
     path.write_text(text)
     with pytest.raises(DeepSenseLayoutError, match="'unit1_radar'.*'radar'"):
         load_deepsense(tmp_path, CFG)
+
+
+def drop_columns(path, keep):
+    with open(path, newline='') as f:
+        rows = list(csv.DictReader(f))
+    fields = [k for k in rows[0] if keep(k)]
+    with open(path, 'w', newline='') as f:
+        w = csv.DictWriter(f, fieldnames=fields, extrasaction='ignore')
+        w.writeheader()
+        w.writerows(rows)
+
+
+def missing_named(err) -> set[str]:
+    match = re.search(r'missing column\(s\) (.*?) for modalit', str(err))
+    assert match, str(err)
+    return set(re.findall(r"'([^']+)'", match.group(1)))
+
+
+WINDOWED = {m: [f'{c}_{t}' for t in range(1, 6)] for m, c in
+            (('image', 'unit1_rgb'), ('lidar', 'unit1_lidar'), ('radar', 'unit1_radar'),
+             ('gps', 'unit2_loc'))}
+
+
+@pytest.mark.parametrize('layout, dropped', [
+    ('windows', WINDOWED['lidar'] + WINDOWED['radar'] + WINDOWED['gps']),  # images complete
+    ('windows', ['unit1_radar_3']),
+    ('samples', ['unit1_lidar', 'unit2_loc']),
+    ('samples', ['unit1_rgb', 'unit1_lidar', 'unit1_radar', 'unit2_loc']),
+])
+def test_missing_columns_are_named_exactly(tmp_path, layout, dropped):
+    path = write_scenario(tmp_path, layout=layout)
+    drop_columns(path, lambda column: column not in dropped)
+    with pytest.raises(DeepSenseLayoutError) as err:
+        load_deepsense(tmp_path, CFG)
+    assert missing_named(err.value) == set(dropped)
+    assert ('window rows' in str(err.value)) == (layout == 'windows' or len(dropped) == 4)
 
 
 def test_missing_file_names_the_row_column_and_file(tmp_path):

@@ -13,7 +13,8 @@ folders) or at the CSV itself; paths in the CSV are relative to the CSV's folder
 
 Beams in the CSV are 1-indexed (1 ... 64). GPS is turned into local metres (east, north)
 around ``unit1_loc`` (the base station) when that column exists, else around the mean position.
-Only the columns of the modalities the model uses are needed. Errors name the file or column.
+Only the columns of the modalities the model uses are needed. Errors name the file, or every
+column that is missing.
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ import numpy as np
 
 from ..model.config import ModelConfig
 from ..train.dataset import WindowDataset
-from .errors import DeepSenseLayoutError
+from .errors import BeamDataError, BeamDataNotFoundError, DeepSenseLayoutError
 from .inputs import frame_inputs
 from .ply import read_ply
 
@@ -43,23 +44,29 @@ def find_csv(path: str | Path) -> Path:
     if path.is_file():
         return path
     if not path.is_dir():
-        raise FileNotFoundError(f'DeepSense data not found: {path} (give a scenario folder or '
-                                'its CSV)')
+        raise BeamDataNotFoundError(f'DeepSense data not found: {path} (give a scenario folder '
+                                    'or its CSV)')
     found = sorted(path.glob('*.csv'))
     if len(found) != 1:
-        raise FileNotFoundError(f'{path}: expected one scenario CSV, found '
-                                f'{[p.name for p in found] or "none"}')
+        raise BeamDataNotFoundError(f'{path}: expected one scenario CSV, found '
+                                    f'{[p.name for p in found] or "none"}')
     return found[0]
 
 
 def read_rgb(path: Path) -> np.ndarray:
     from PIL import Image
-    with Image.open(path) as img:
-        return np.array(img.convert('RGB'))      # a writable copy (torch.from_numpy)
+    try:
+        with Image.open(path) as img:
+            return np.array(img.convert('RGB'))      # a writable copy (torch.from_numpy)
+    except OSError as err:                           # PIL.UnidentifiedImageError included
+        raise BeamDataError(f'{path}: not a readable image ({err})') from None
 
 
 def read_radar(path: Path) -> np.ndarray:
-    cube = np.load(path, allow_pickle=False)
+    try:
+        cube = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as err:
+        raise BeamDataError(f'{path}: not a readable .npy radar cube ({err})') from None
     if cube.ndim != 3 or not np.iscomplexobj(cube):
         raise DeepSenseLayoutError(f'{path}: expected a complex (rx, samples, chirps) radar '
                                    f'cube, got {cube.dtype} {cube.shape}')
@@ -92,16 +99,23 @@ def _windows(csv_path: Path, header: list[str], rows: list[dict], cfg: ModelConf
     if LABEL_COLUMN not in header:
         raise DeepSenseLayoutError(f'{csv_path}: no label column {LABEL_COLUMN!r}; columns are '
                                    f'{header}')
-    windowed = {m: [f'{COLUMNS[m]}_{t}' for t in range(1, T + 1)] for m in cfg.modalities}
-    if all(c in header for cols in windowed.values() for c in cols):
+    windowed = [(m, f'{COLUMNS[m]}_{t}') for m in cfg.modalities for t in range(1, T + 1)]
+    missing = [(m, c) for m, c in windowed if c not in header]
+    if not missing:
         return [(int(float(r.get(SEQUENCE_COLUMN) or 0)), i,
-                 [{m: r[windowed[m][t]] for m in cfg.modalities} for t in range(T)])
+                 [{m: r[f'{COLUMNS[m]}_{t}'] for m in cfg.modalities} for t in range(1, T + 1)])
                 for i, r in enumerate(rows)]
-    for m in cfg.modalities:
-        if COLUMNS[m] not in header:
-            raise DeepSenseLayoutError(
-                f'{csv_path}: no column {COLUMNS[m]!r} (or {windowed[m][0]!r} ... '
-                f'{windowed[m][-1]!r}) for modality {m!r}; columns are {header}')
+    layout = f'window rows: {{column}}_1 ... {{column}}_{T}'
+    if len(missing) == len(windowed):        # not one window-row column: read sample rows
+        missing = [(m, COLUMNS[m]) for m in cfg.modalities if COLUMNS[m] not in header]
+        layout = 'sample rows' if len(missing) < len(cfg.modalities) else \
+            f'sample rows, or window rows {{column}}_1 ... {{column}}_{T}'
+    if missing:
+        modalities = list(dict.fromkeys(m for m, _ in missing))
+        raise DeepSenseLayoutError(
+            f'{csv_path}: missing column(s) {", ".join(repr(c) for _, c in missing)} for '
+            f'{"modality" if len(modalities) == 1 else "modalities"} '
+            f'{", ".join(map(repr, modalities))} ({layout}); columns are {header}')
     out = []
     seq = [int(float(r.get(SEQUENCE_COLUMN) or 0)) for r in rows]
     for i in range(len(rows) - T):
@@ -128,8 +142,8 @@ def load_deepsense(path: str | Path, cfg: ModelConfig) -> WindowDataset:
     def file(rel: str, column: str, row: int) -> Path:
         p = root / rel
         if not rel or not p.is_file():
-            raise FileNotFoundError(f'{csv_path}: row {row + 1}, column {column!r}: file not '
-                                    f'found: {p}')
+            raise BeamDataNotFoundError(f'{csv_path}: row {row + 1}, column {column!r}: file '
+                                        f'not found: {p}')
         return p
 
     origin = None

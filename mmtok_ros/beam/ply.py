@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import PlyError
+from .errors import BeamDataNotFoundError, PlyError
 
 _TYPES = {'char': 'i1', 'int8': 'i1', 'uchar': 'u1', 'uint8': 'u1', 'short': 'i2',
           'int16': 'i2', 'ushort': 'u2', 'uint16': 'u2', 'int': 'i4', 'int32': 'i4',
@@ -56,7 +56,7 @@ def read_ply(path: str | Path) -> np.ndarray:
     """(P, 4) float32 [x, y, z, intensity] (intensity 0 where the file has none)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f'LiDAR file not found: {path}')
+        raise BeamDataNotFoundError(f'LiDAR file not found: {path}')
     blob = path.read_bytes()
     fmt, count, props, body = _header(path, blob)
     names = [n for n, _ in props]
