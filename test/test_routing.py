@@ -114,12 +114,33 @@ def test_ablations_freeze_what_the_paper_says():
     assert float(a3.keep_ratio_penalty()) == 0.0
 
 
-def test_sdpa_matches_plain_attention():
-    q, k, v = torch.randn(3, 2, 4, 50, 8).unbind(0)
-    bias = torch.randn(2, 1, 1, 50)
-    expected = plain_attention(q, k, v, bias)
-    got = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+@pytest.mark.parametrize('with_bias', [False, True])
+def test_attention_matches_plain_attention(with_bias):
+    """The project's Attention (fused SDPA kernel) against the reference ``plain_attention``
+    on the same projections, with and without the routed layers' additive key bias."""
+    torch.manual_seed(0)
+    attn = Attention(d_model=32, n_heads=4, head_dim=8).eval()
+    x = torch.randn(2, 50, 32)
+    bias = torch.randn(2, 1, 1, 50) if with_bias else None
+    with torch.no_grad():
+        q, k, v = attn.qkv(x).view(2, 50, 3, 4, 8).permute(2, 0, 3, 1, 4).unbind(0)
+        expected = attn.proj(plain_attention(q, k, v, bias).transpose(1, 2).reshape(2, 50, 32))
+        got = attn(x, bias=bias)
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_attention_bias_of_minus_inf_removes_those_keys():
+    """A key with bias -inf is not attended to: the kept tokens' outputs equal attention over
+    the kept tokens alone."""
+    torch.manual_seed(0)
+    attn = Attention(d_model=32, n_heads=4, head_dim=8).eval()
+    x = torch.randn(1, 20, 32)
+    kept = torch.arange(20) % 3 != 0
+    bias = torch.zeros(1, 1, 1, 20).masked_fill(~kept, float('-inf'))
+    with torch.no_grad():
+        masked = attn(x, bias=bias)[:, kept]
+        alone = attn(x[:, kept])
+    torch.testing.assert_close(masked, alone, rtol=1e-4, atol=1e-5)
 
 
 def test_deadline_override_scales_k_and_restores():
