@@ -5,9 +5,9 @@ import logging
 
 import pytest
 
+from mmtok_ros.constants import NS_PER_MS as MS
 from mmtok_ros.data import ApproximateTimeSynchronizer, SyncedFrame
 
-MS = 1_000_000
 TOPICS = ('cam', 'lidar', 'rssi')
 
 

@@ -10,12 +10,12 @@ import pytest
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 
+from mmtok_ros.constants import NS_PER_MS as MS
 from mmtok_ros.data import (DEFAULT_TOPICS, BagReadError, DecodedCloud, RssiHold, StreamConfig,
                             SyncedFrame, WindowBuilder, build_windows_from_messages,
                             default_topic_map, frame_from_synced, read_bag_messages)
 from mmtok_ros.model.config import preset
 
-MS = 1_000_000
 PERIOD = 100 * MS
 T0 = 1_700_000_000 * 1_000_000_000  # realistic epoch stamps
 CFG = preset('rsu-cpu')

@@ -23,10 +23,10 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from ..constants import NS_PER_S
 from .errors import (EmptyCloudError, ImageDecodeError, ImageSizeError, PointCloudDecodeError,
                      RssiDecodeError, StampError)
 
-NS_PER_S = 1_000_000_000
 # Physically possible RSSI: a received power above +30 dBm (1 W) or below -200 dBm is a broken
 # driver or a unit mix-up (mW, linear), not a measurement; such readings are rejected like NaN.
 RSSI_RANGE_DBM = (-200.0, 30.0)
@@ -223,5 +223,5 @@ def decode_input(kind: str, msg: Any, *,
     return stamp, cloud
 
 
-__all__ = ['CLOUD_COLUMNS', 'DecodedCloud', 'NS_PER_S', 'RSSI_RANGE_DBM', 'decode_image',
-           'decode_input', 'decode_pointcloud2', 'decode_rssi', 'stamp_ns']
+__all__ = ['CLOUD_COLUMNS', 'DecodedCloud', 'RSSI_RANGE_DBM', 'decode_image', 'decode_input',
+           'decode_pointcloud2', 'decode_rssi', 'stamp_ns']

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..constants import DEFAULT_DECISION_THRESHOLD
 from ..data.window import Window
 from ..model.checkpoint import ModelFileError
 from ..model.config import ModelConfig
@@ -135,9 +136,9 @@ class OnnxStreamingPredictor:
     encoders of other keep scales are found from its metadata, next to it. ``providers``:
     onnxruntime execution providers in order of preference (default CPU); unavailable ones
     are dropped and listed in ``warnings`` (also logged). ``threshold`` None: the decision
-    threshold recorded at export, else 0.5. ``threads``: onnxruntime's intra-op threads
-    (default: its own choice, one per physical core); ``spin``: let idle threads busy-wait
-    (off: the node shares the CPU).
+    threshold recorded at export, else ``DEFAULT_DECISION_THRESHOLD``. ``threads``:
+    onnxruntime's intra-op threads (default: its own choice, one per physical core); ``spin``:
+    let idle threads busy-wait (off: the node shares the CPU).
     """
 
     def __init__(self, encoder_path: str | os.PathLike, *, providers=None,
@@ -176,7 +177,7 @@ class OnnxStreamingPredictor:
                                    None if recorded is None else float(recorded))
         self.path = path
         self.threshold = (threshold if threshold is not None
-                          else self.model.decision_threshold or 0.5)
+                          else self.model.decision_threshold or DEFAULT_DECISION_THRESHOLD)
         self.modalities = tuple(cfg.modalities)
         self.device = used[0]
         self.cache = FrameTokenCache(cache_frames or 2 * cfg.n_frames)
