@@ -8,6 +8,8 @@ from __future__ import annotations
 import time
 from typing import Any, Iterable
 
+from ..constants import NS_PER_S
+
 
 def key_values(values: dict[str, Any]) -> list:
     """A flat dict -> ``diagnostic_msgs/KeyValue`` list (floats with 4 decimals)."""
@@ -28,7 +30,7 @@ def key_values(values: dict[str, Any]) -> list:
 
 def set_time(time_msg: Any, stamp_ns: int) -> None:
     """Write integer nanoseconds into a ``builtin_interfaces/Time``."""
-    time_msg.sec, time_msg.nanosec = divmod(int(stamp_ns), 1_000_000_000)
+    time_msg.sec, time_msg.nanosec = divmod(int(stamp_ns), NS_PER_S)
 
 
 def set_stamp(header: Any, stamp_ns: int) -> None:

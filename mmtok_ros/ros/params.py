@@ -14,6 +14,7 @@ from typing import Any
 from ..constants import (DEFAULT_DECISION_THRESHOLD, FRAME_PERIOD_MS, NS_PER_MS,
                          REACTIVE_OFF_FRAMES, S_TH_DBM)
 from ..data.stream import StreamConfig
+from ..model.config import ModelConfig
 from ..model.shipped import SHIPPED_MODEL
 from ..runtime.handover import HysteresisConfig
 from ..runtime.rsu_runtime import CONTROLLER_DEFAULTS, RUNTIME_FIELDS, RuntimeConfig
@@ -87,7 +88,8 @@ RSU_NODE_PARAMS: tuple[ParamSpec, ...] = (
               'on its topic is a time jump back (looped bag, restarted clock): queues and '
               'windows are cleared; smaller steps back are out-of-order messages', 1.0,
               3600000.0, read_only=True),
-    ParamSpec('window_frames', 5, 'frames per window (tau); must match the model', 1, 64,
+    ParamSpec('window_frames', ModelConfig.n_frames, 'frames per window (tau); must match '
+              'the model', 1, 64,
               read_only=True),
     ParamSpec('frame_period_ms', FRAME_PERIOD_MS, 'sensor frame period, ms', 1.0, 10000.0,
               read_only=True),

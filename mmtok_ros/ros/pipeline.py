@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ..resources import process_cpu_seconds, process_rss_mb
 from ..ros_env import local_dds_env
+from ..runtime.rsu_runtime import RuntimeConfig
 from ..timing import percentile
 from .collector import OutputCollector
 from .processes import NodeProcess
@@ -39,8 +40,8 @@ def _wait_for_last_report(collector: OutputCollector, timeout_s: float = 5.0) ->
 def run_pipeline(bag: str | Path, model_path: str | Path, *, label: str, log_dir: Path,
                  rate: float = 1.0, truth: str | Path | None = None,
                  emulate_out: Path | None = None, stem: str | None = None,
-                 device: str = 'cpu', deadline_ms: float = 300.0,
-                 keep_ratio_scale: float = 0.0, torch_threads: int | None = None,
+                 device: str = 'cpu', deadline_ms: float = RuntimeConfig.deadline_ms,
+                 keep_ratio_scale: float = RuntimeConfig.keep_ratio_scale, torch_threads: int | None = None,
                  backend: str = 'torch', startup_timeout_s: float = 120.0) -> dict:
     """One bag through rsu_node (+ handover_emulator) with bag_replay; returns the metrics.
     ``torch_threads``: the node's intra-op threads (None: the node's default); ``backend``:
