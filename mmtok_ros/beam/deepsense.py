@@ -23,10 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ..constants import NS_PER_S
 from ..model.config import ModelConfig
 from ..train.dataset import WindowDataset
 from .errors import BeamDataError, BeamDataNotFoundError, DeepSenseLayoutError
-from .inputs import frame_inputs
+from .inputs import FRAME_PERIOD_S, frame_inputs
 from .ply import read_ply
 
 COLUMNS = {'image': 'unit1_rgb', 'lidar': 'unit1_lidar', 'radar': 'unit1_radar',
@@ -34,7 +35,6 @@ COLUMNS = {'image': 'unit1_rgb', 'lidar': 'unit1_lidar', 'radar': 'unit1_radar',
 LABEL_COLUMN = 'unit1_beam'
 SEQUENCE_COLUMN = 'seq_index'
 BS_LOCATION_COLUMN = 'unit1_loc'
-FRAME_PERIOD_NS = 100_000_000          # order only; DeepSense samples at about 10 Hz
 EARTH_RADIUS_M = 6_371_000.0
 
 
@@ -186,7 +186,7 @@ def load_deepsense(path: str | Path, cfg: ModelConfig) -> WindowDataset:
         window_rows.append(idx)
         labels.append(beam - 1)                  # 1-indexed in DeepSense
         groups.append(group)
-        stamps.append(label_row * FRAME_PERIOD_NS)
+        stamps.append(label_row * int(FRAME_PERIOD_S * NS_PER_S))   # order only
     return WindowDataset(
         tuple(cfg.modalities), {m: np.stack(v).astype(np.float32) for m, v in frames.items()},
         np.ones((len(frame_row), len(cfg.modalities)), dtype=bool),

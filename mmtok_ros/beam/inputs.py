@@ -11,6 +11,7 @@ from ..model.preprocess import image_to_input, points_to_bev
 from .radar import DEEPSENSE_RADAR, RadarSpec, cube_to_points
 
 GPS_SCALE_M = 50.0   # local metres -> model units (a 100 m street maps to about [-1, 1])
+FRAME_PERIOD_S = 0.1  # beam-task frames: DeepSense samples at about 10 Hz, the scenes alike
 
 
 def gps_to_input(xy_m: np.ndarray) -> np.ndarray:

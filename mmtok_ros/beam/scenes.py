@@ -20,17 +20,17 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm import tqdm
 
+from ..constants import NS_PER_S
 from ..errors import UserInputError
 from ..model.config import ModelConfig
 from ..sim import camera, lidar
 from ..sim.channel import box_blockage_loss_db
 from ..sim.scene import CAR, LANE_Y_M, RSU_XYZ_M, VEHICLES, Track, VehicleSpec, static_boxes
 from ..train.dataset import WindowDataset
-from .inputs import frame_inputs
+from .inputs import FRAME_PERIOD_S, frame_inputs
 from .radar import DEEPSENSE_RADAR, synthetic_cube
 from .system_model import Codebook, best_beam, path_loss_eq5_db, received_power_dbm
 
-FRAME_PERIOD_S = 0.1
 BS_XYZ_M = RSU_XYZ_M['rsu1']
 ARRAY_YAW_DEG = camera.CAMERA_YAW_DEG            # boresight, from +x towards the road
 RADAR_XYZ_M = np.array([0.0, -0.3, 2.5])
@@ -179,5 +179,5 @@ def synthetic_dataset(cfg: ModelConfig, *, n_scenes: int, frames_per_scene: int 
             np.ones((frames_per_scene, len(cfg.modalities)), dtype=bool),
             last[:, None] - np.arange(T - 1, -1, -1)[None, :],         # (W, T) oldest first
             beams[last + 1].astype(np.int64), np.full(len(last), index, dtype=np.int64),
-            (last * FRAME_PERIOD_S * 1e9).astype(np.int64)))
+            (last * FRAME_PERIOD_S * NS_PER_S).astype(np.int64)))
     return WindowDataset.concat(parts)
