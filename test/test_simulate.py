@@ -270,9 +270,9 @@ def test_new_kinds_are_new_and_match_their_design():
     zero = {r: np.zeros_like(t_s) for r in scene.RSU_XYZ_M}
     for i, kind in enumerate(scene.NEW_SCENARIO_KINDS):
         sc = scene.make_scenario(i, seed=0, kinds=scene.NEW_SCENARIO_KINDS)
-        assert sc.kind is kind and len(sc.blockers()) == 1 + len(kind.extra_blockers)
+        assert sc.kind is kind and len(sc.blockers) == 1 + len(kind.extra_blockers)
         assert abs(sc.receiver.speed_mps) <= scene.MAX_SPEED_MPS
-        assert all(abs(t.speed_mps) <= scene.MAX_SPEED_MPS for t, _ in sc.blockers())
+        assert all(abs(t.speed_mps) <= scene.MAX_SPEED_MPS for t, _ in sc.blockers)
         blocked = sim_mod.channel_truth(sc, t_s, zero)['rssi']['rsu1'] < S_TH_DBM
         if kind.blocks:
             assert blocked.sum() >= 3 and not blocked[:5].any(), kind.name

@@ -4,7 +4,8 @@ Why rosbags: it is pure Python (no ROS installation here, see ROS2-ON-PIP.md) an
 deserialize with ``rclpy.serialization.deserialize_message``, so a bag written here is what
 ``ros2 bag play`` on an RSU expects.
 
-Topics (types from the ROS 2 Kilted typestore):
+Topics of the testbed (types from the ROS 2 Kilted typestore; a road layout, ``layout.py``,
+gives every RSU K the same messages on ``/rsuK/...`` topics in frames 'rsuK_camera', ...):
 
 * ``/camera/image_raw``  sensor_msgs/msg/Image, frame 'rsu1_camera', rgb8, step = 640 * 3.
 * ``/lidar/points``      sensor_msgs/msg/PointCloud2, frame 'rsu1_lidar', height 1, fields
@@ -71,14 +72,14 @@ def header(stamp_ns: int, frame_id: str):
                              nanosec=int(stamp_ns % 1_000_000_000)), frame_id=frame_id)
 
 
-def image_msg(rgb: np.ndarray, stamp_ns: int):
+def image_msg(rgb: np.ndarray, stamp_ns: int, frame_id: str = FRAME_CAMERA):
     h, w, _ = rgb.shape
     return _M['sensor_msgs/msg/Image'](
-        header=header(stamp_ns, FRAME_CAMERA), height=h, width=w, encoding='rgb8',
+        header=header(stamp_ns, frame_id), height=h, width=w, encoding='rgb8',
         is_bigendian=0, step=w * 3, data=np.ascontiguousarray(rgb, np.uint8).reshape(-1))
 
 
-def pointcloud_msg(points: np.ndarray, stamp_ns: int):
+def pointcloud_msg(points: np.ndarray, stamp_ns: int, frame_id: str = FRAME_LIDAR):
     """(P, 5) float32 [x, y, z, intensity, ring] -> PointCloud2 with a 20-byte point."""
     rec = np.zeros(points.shape[0], POINT_DTYPE)
     for i, name in enumerate(('x', 'y', 'z', 'intensity')):
@@ -89,7 +90,7 @@ def pointcloud_msg(points: np.ndarray, stamp_ns: int):
               for i, n in enumerate(('x', 'y', 'z', 'intensity'))]
     fields.append(field(name='ring', offset=16, datatype=_POINTFIELD_UINT16, count=1))
     return _M['sensor_msgs/msg/PointCloud2'](
-        header=header(stamp_ns, FRAME_LIDAR), height=1, width=points.shape[0], fields=fields,
+        header=header(stamp_ns, frame_id), height=1, width=points.shape[0], fields=fields,
         is_bigendian=False, point_step=POINT_DTYPE.itemsize,
         row_step=POINT_DTYPE.itemsize * points.shape[0],
         data=rec.view(np.uint8).reshape(-1), is_dense=False)
@@ -120,13 +121,13 @@ def quaternion_from_matrix(rot: np.ndarray) -> np.ndarray:
     return q / np.linalg.norm(q)
 
 
-def tf_static_msg(stamp_ns: int, transforms: dict[str, tuple[np.ndarray, np.ndarray]]):
-    """TFMessage of parent 'rsu1' -> child frames; values are (translation_m, rotation 3x3)."""
+def tf_static_msg(stamp_ns: int, transforms: list[tuple[str, str, np.ndarray, np.ndarray]]):
+    """TFMessage of (parent, child, translation_m, rotation 3x3) transforms, in that order."""
     out = []
-    for child, (trans_m, rot) in transforms.items():
+    for parent, child, trans_m, rot in transforms:
         qx, qy, qz, qw = quaternion_from_matrix(rot)
         out.append(_M['geometry_msgs/msg/TransformStamped'](
-            header=header(stamp_ns, 'rsu1'), child_frame_id=child,
+            header=header(stamp_ns, parent), child_frame_id=child,
             transform=_M['geometry_msgs/msg/Transform'](
                 translation=_M['geometry_msgs/msg/Vector3'](
                     x=float(trans_m[0]), y=float(trans_m[1]), z=float(trans_m[2])),
@@ -136,7 +137,8 @@ def tf_static_msg(stamp_ns: int, transforms: dict[str, tuple[np.ndarray, np.ndar
 
 
 class BagWriter:
-    """A rosbag2 MCAP bag of the testbed topics; never overwrites, enforces log-time order."""
+    """A rosbag2 MCAP bag of ``topics`` (type, QoS; default the testbed's); never overwrites,
+    enforces log-time order."""
 
     TOPICS = ((TOPIC_TF_STATIC, 'tf2_msgs/msg/TFMessage', STATIC_QOS),
               (TOPIC_IMAGE, 'sensor_msgs/msg/Image', SENSOR_QOS),
@@ -144,7 +146,8 @@ class BagWriter:
               (TOPIC_RSSI['rsu1'], 'sensor_msgs/msg/Temperature', RELIABLE_QOS),
               (TOPIC_RSSI['rsu2'], 'sensor_msgs/msg/Temperature', RELIABLE_QOS))
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, topics: list[tuple[str, str, Qos]] | None = None):
+        self.topics = tuple(self.TOPICS if topics is None else topics)
         self.path = Path(path)
         if self.path.exists():
             raise FileExistsError(f'{self.path} exists already; refusing to overwrite a bag '
@@ -158,7 +161,7 @@ class BagWriter:
 
     def __enter__(self) -> BagWriter:
         self._writer.open()
-        for topic, msgtype, qos in self.TOPICS:
+        for topic, msgtype, qos in self.topics:
             self._conns[topic] = self._writer.add_connection(
                 topic, msgtype, typestore=TYPESTORE, offered_qos_profiles=[qos])
             self._types[topic] = msgtype

@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
+from .recording import rounded
+
 KMH = 1.0 / 3.6                       # m/s per km/h
 MAX_SPEED_MPS = 10.0 * KMH            # paper: at most 10 km/h
 
@@ -57,6 +59,7 @@ class Track:
 
 
 CAR = VehicleSpec('car', 4.5, 1.8, 1.45, (200, 30, 35))
+POLE = VehicleSpec('pole', RSU_POLE_SIZE_M, RSU_POLE_SIZE_M, 4.2, (120, 120, 125))
 VEHICLES = {
     'box_truck': VehicleSpec('box_truck', 8.5, 2.5, 3.6, (235, 235, 225)),
     'semi_truck': VehicleSpec('semi_truck', 12.0, 2.55, 3.9, (40, 90, 170)),
@@ -83,63 +86,64 @@ class ScenarioKind:
     extra_blockers: tuple[tuple[Track, str], ...] = ()
 
 
-def _kmh(v: float) -> float:
+def kmh(v: float) -> float:
+    """Metres per second of v km/h."""
     return v * KMH
 
 
 # Interleaved so that any prefix of >= 2 kinds has a blocked and an unblocked scenario.
 SCENARIO_KINDS: tuple[ScenarioKind, ...] = (
     ScenarioKind('truck_overtakes_near', 'box truck overtakes in the near lane',
-                 Track('far', 2.0, _kmh(5.0)), Track('near', -22.0, _kmh(9.5)), 'box_truck', True),
+                 Track('far', 2.0, kmh(5.0)), Track('near', -22.0, kmh(9.5)), 'box_truck', True),
     ScenarioKind('low_van_near_clear', 'low van in the near lane passes under the link',
-                 Track('far', 0.0, _kmh(6.0)), Track('near', -12.0, _kmh(9.0)), 'low_van', False),
+                 Track('far', 0.0, kmh(6.0)), Track('near', -12.0, kmh(9.0)), 'low_van', False),
     ScenarioKind('bus_oncoming_near', 'bus comes the other way in the near lane',
-                 Track('far', 0.0, _kmh(5.5)), Track('near', 30.0, -_kmh(8.0)), 'bus', True),
+                 Track('far', 0.0, kmh(5.5)), Track('near', 30.0, -kmh(8.0)), 'bus', True),
     ScenarioKind('truck_behind_far_clear', 'semi truck follows the car in its lane',
-                 Track('far', 2.0, _kmh(5.5)), Track('far', -12.0, _kmh(5.5)), 'semi_truck',
+                 Track('far', 2.0, kmh(5.5)), Track('far', -12.0, kmh(5.5)), 'semi_truck',
                  False),
     ScenarioKind('van_overtakes_mid', 'van overtakes in the middle lane',
-                 Track('far', 0.0, _kmh(4.5)), Track('mid', -14.0, _kmh(9.0)), 'van', True),
+                 Track('far', 0.0, kmh(4.5)), Track('mid', -14.0, kmh(9.0)), 'van', True),
     ScenarioKind('bus_far_side_clear', 'bus beyond the car (car in the middle lane)',
-                 Track('mid', 0.0, _kmh(5.0)), Track('far', 32.0, -_kmh(7.0)), 'bus', False),
+                 Track('mid', 0.0, kmh(5.0)), Track('far', 32.0, -kmh(7.0)), 'bus', False),
     ScenarioKind('truck_slow_near', 'delivery truck crawls in the near lane, car passes it',
-                 Track('mid', -8.0, _kmh(7.0)), Track('near', 4.0, _kmh(1.0)), 'box_truck', True),
+                 Track('mid', -8.0, kmh(7.0)), Track('near', 4.0, kmh(1.0)), 'box_truck', True),
     ScenarioKind('semi_oncoming_mid', 'semi truck comes the other way in the middle lane',
-                 Track('far', 0.0, _kmh(5.0)), Track('mid', 40.0, -_kmh(9.0)), 'semi_truck', True),
+                 Track('far', 0.0, kmh(5.0)), Track('mid', 40.0, -kmh(9.0)), 'semi_truck', True),
     ScenarioKind('van_near_grazing_clear', 'van in the near lane, car in the middle lane',
-                 Track('mid', 0.0, _kmh(5.0)), Track('near', -14.0, _kmh(8.5)), 'low_van', False),
+                 Track('mid', 0.0, kmh(5.0)), Track('near', -14.0, kmh(8.5)), 'low_van', False),
     ScenarioKind('bus_overtakes_mid', 'bus overtakes slowly in the middle lane',
-                 Track('far', -2.0, _kmh(6.0)), Track('mid', -24.0, _kmh(9.5)), 'bus', True),
+                 Track('far', -2.0, kmh(6.0)), Track('mid', -24.0, kmh(9.5)), 'bus', True),
 )
 
 
-# Kinds the default ten do not contain, for evaluation on blockages never trained on (issue 16):
+# Kinds the default ten do not contain, for evaluation on blockages never trained on:
 # other vehicle sizes (articulated bus, tall van, camper, a low pickup), speeds (a blocker at
 # 10 km/h, one at 2 km/h), lanes and approach directions (the car driving from RSU 2 towards
 # RSU 1, the car in the middle lane with the blocker in the near lane oncoming), and two
 # blockers. ``mmtok simulate --kinds new`` cycles through them.
 NEW_SCENARIO_KINDS: tuple[ScenarioKind, ...] = (
     ScenarioKind('artic_bus_overtakes_near', 'articulated bus overtakes in the near lane',
-                 Track('far', 0.0, _kmh(4.5)), Track('near', -30.0, _kmh(9.0)),
+                 Track('far', 0.0, kmh(4.5)), Track('near', -30.0, kmh(9.0)),
                  'articulated_bus', True),
     ScenarioKind('pickup_near_clear', 'low pickup overtakes in the near lane, under the link',
-                 Track('far', 0.0, _kmh(5.0)), Track('near', -14.0, _kmh(9.5)), 'pickup', False),
+                 Track('far', 0.0, kmh(5.0)), Track('near', -14.0, kmh(9.5)), 'pickup', False),
     ScenarioKind('tall_van_oncoming_fast_mid', 'tall van comes the other way fast, middle lane',
-                 Track('far', 2.0, _kmh(5.0)), Track('mid', 45.0, -_kmh(10.0)), 'tall_van', True),
+                 Track('far', 2.0, kmh(5.0)), Track('mid', 45.0, -kmh(10.0)), 'tall_van', True),
     ScenarioKind('camper_beyond_car_clear', 'camper in the far lane beyond the car (middle lane)',
-                 Track('mid', 0.0, _kmh(6.0)), Track('far', -10.0, _kmh(8.0)), 'camper', False),
+                 Track('mid', 0.0, kmh(6.0)), Track('far', -10.0, kmh(8.0)), 'camper', False),
     ScenarioKind('car_reverse_truck_overtakes', 'car drives towards RSU 1, box truck overtakes it',
-                 Track('far', 38.0, -_kmh(5.0)), Track('near', 52.0, -_kmh(9.5)), 'box_truck',
+                 Track('far', 38.0, -kmh(5.0)), Track('near', 52.0, -kmh(9.5)), 'box_truck',
                  True),
     ScenarioKind('camper_crawls_mid', 'camper crawls in the middle lane, the car passes it',
-                 Track('far', -6.0, _kmh(7.5)), Track('mid', 6.0, _kmh(2.0)), 'camper', True),
+                 Track('far', -6.0, kmh(7.5)), Track('mid', 6.0, kmh(2.0)), 'camper', True),
     ScenarioKind('two_blockers_camper_then_bus', 'a camper then a bus overtake in the near lane',
-                 Track('far', 0.0, _kmh(4.0)), Track('near', -16.0, _kmh(9.5)), 'camper', True,
-                 ((Track('near', -48.0, _kmh(9.5)), 'bus'),)),
+                 Track('far', 0.0, kmh(4.0)), Track('near', -16.0, kmh(9.5)), 'camper', True,
+                 ((Track('near', -48.0, kmh(9.5)), 'bus'),)),
     ScenarioKind('two_blockers_crossing', 'truck overtakes (near lane) while a semi comes the '
                  'other way (middle lane)',
-                 Track('far', 0.0, _kmh(5.0)), Track('near', -22.0, _kmh(9.0)), 'box_truck', True,
-                 ((Track('mid', 48.0, -_kmh(8.0)), 'semi_truck'),)),
+                 Track('far', 0.0, kmh(5.0)), Track('near', -22.0, kmh(9.0)), 'box_truck', True,
+                 ((Track('mid', 48.0, -kmh(8.0)), 'semi_truck'),)),
 )
 KIND_SETS: dict[str, tuple[ScenarioKind, ...]] = {
     'default': SCENARIO_KINDS, 'new': NEW_SCENARIO_KINDS,
@@ -147,19 +151,10 @@ KIND_SETS: dict[str, tuple[ScenarioKind, ...]] = {
 
 
 @dataclass(frozen=True)
-class Scenario:
-    """One concrete scenario: a kind with its seeded speeds/starts."""
-    index: int
-    kind: ScenarioKind
-    seed: int
+class Traffic:
+    """The receiver car and the blockers of one scenario, moving along the road."""
     receiver: Track
-    blocker: Track
-    blocker_vehicle: VehicleSpec
-    extra_blockers: tuple[tuple[Track, VehicleSpec], ...] = ()
-
-    def blockers(self) -> list[tuple[Track, VehicleSpec]]:
-        """Every blocker (track, vehicle), the main one first."""
-        return [(self.blocker, self.blocker_vehicle), *self.extra_blockers]
+    blockers: tuple[tuple[Track, VehicleSpec], ...]       # (track, vehicle), the main one first
 
     def receiver_antenna_xyz_m(self, t_s: np.ndarray) -> np.ndarray:
         xy = self.receiver.xy_at(t_s)
@@ -168,13 +163,33 @@ class Scenario:
     def boxes_at(self, t_s: float) -> list[tuple[np.ndarray, np.ndarray, VehicleSpec]]:
         """Axis-aligned boxes (min corner, max corner, spec) of the moving vehicles at t."""
         out = []
-        for track, spec in ((self.receiver, CAR), *self.blockers()):
+        for track, spec in ((self.receiver, CAR), *self.blockers):
             x, y = track.xy_at(t_s)
             half = np.array([spec.length_m / 2, spec.width_m / 2])
             lo = np.array([x - half[0], y - half[1], 0.0])
             hi = np.array([x + half[0], y + half[1], spec.height_m])
             out.append((lo, hi, spec))
         return out
+
+
+@dataclass(frozen=True)
+class Scenario(Traffic):
+    """One concrete testbed scenario: a kind with its seeded speeds/starts."""
+    index: int
+    kind: ScenarioKind
+    seed: int
+
+    @property
+    def blocker(self) -> Track:
+        return self.blockers[0][0]
+
+    @property
+    def blocker_vehicle(self) -> VehicleSpec:
+        return self.blockers[0][1]
+
+    @property
+    def extra_blockers(self) -> tuple[tuple[Track, VehicleSpec], ...]:
+        return self.blockers[1:]
 
     def describe(self) -> dict:
         out = {'kind': self.kind.name, 'story': self.kind.story,
@@ -186,13 +201,19 @@ class Scenario:
                                      for t, v in self.extra_blockers]
         return out
 
+    def blocker_positions(self, t_s: float) -> dict:
+        """The sidecar's per-frame blocker positions (metres, rounded)."""
+        out = {'blocker_xy_m': rounded(self.blocker.xy_at(t_s))}
+        if self.extra_blockers:
+            out['extra_blockers_xy_m'] = [rounded(t.xy_at(t_s)) for t, _ in self.extra_blockers]
+        return out
+
 
 def static_boxes() -> list[tuple[np.ndarray, np.ndarray, VehicleSpec]]:
-    """RSU poles (RSU 1's own pole is left out of its sensors' view)."""
-    pole = VehicleSpec('pole', RSU_POLE_SIZE_M, RSU_POLE_SIZE_M, 4.2, (120, 120, 125))
-    x, y, _ = RSU_XYZ_M['rsu2']
-    h = RSU_POLE_SIZE_M / 2
-    return [(np.array([x - h, y - h, 0.0]), np.array([x + h, y + h, pole.height_m]), pole)]
+    """RSU 2's pole in RSU 1's sensor view (RSU 1's own pole is out of its sensors' view)."""
+    from .layout import TESTBED    # the layouts build on this module's geometry
+
+    return TESTBED.seen_from('rsu1', [])
 
 
 def jitter_track(track: Track, rng: np.random.Generator) -> Track:
@@ -216,4 +237,5 @@ def make_scenario(index: int, seed: int, kinds: tuple[ScenarioKind, ...] = SCENA
 
     receiver, blocker = jitter(kind.receiver), jitter(kind.blocker)
     extra = tuple((jitter(track), VEHICLES[vehicle]) for track, vehicle in kind.extra_blockers)
-    return Scenario(index, kind, seed, receiver, blocker, VEHICLES[kind.blocker_vehicle], extra)
+    return Scenario(receiver, ((blocker, VEHICLES[kind.blocker_vehicle]), *extra), index=index,
+                    kind=kind, seed=seed)
