@@ -31,8 +31,8 @@ import numpy as np
 from ..constants import FRAME_PERIOD_NS
 from . import bag_writer as bw
 from .layout import ROAD_SPACING_M, RoadLayout, road_layout, road_topics, rsu_name
-from .recording import refuse_to_overwrite, rounded
-from .scenario_writer import link_channel, write_json, write_scenario
+from .recording import rounded
+from .scenario_writer import IndexRow, link_channel, write_json, write_scenario, write_scenarios
 from .scene import VEHICLES, Track, Traffic, VehicleSpec, jitter_track, kmh
 
 DEFAULT_ROAD_FRAMES = 60           # 18 s: the car passes RSU 2; bags stay ~ 80 MB per RSU
@@ -146,7 +146,7 @@ def road_channel(sc: RoadScenario, t_s: np.ndarray, shadow_db: dict[str, np.ndar
 
 
 @dataclass
-class RoadScenarioInfo:
+class RoadScenarioInfo(IndexRow):
     """What was written for one road scenario (also the rows of ``index.json``)."""
     index: int
     name: str
@@ -160,12 +160,6 @@ class RoadScenarioInfo:
     message_counts: dict[str, int]
     payload_sha256: str
     bag_bytes: int = 0
-
-    def index_row(self) -> dict:
-        row = {k: v for k, v in self.__dict__.items() if k != 'bag_bytes'}
-        row['bag_path'] = Path(self.bag_path).name
-        row['truth_path'] = Path(self.truth_path).name
-        return row
 
 
 def _road_fields(n_rsus: int) -> dict:
@@ -193,20 +187,13 @@ def simulate_road(out_dir: str | Path, *, n_rsus: int, n_scenarios: int = 4, see
                   progress: bool = True) -> list[RoadScenarioInfo]:
     """Simulate ``n_scenarios`` road runs with ``n_rsus`` RSUs into ``out_dir`` (bags, truth
     sidecars, ``index.json``). Refuses to overwrite an existing scenario."""
-    from tqdm import tqdm
-
     if n_rsus < MIN_RSUS:
         raise ValueError(f'--rsus must be >= {MIN_RSUS} for a road (got {n_rsus})')
-    if n_scenarios < 1:
-        raise ValueError('n_scenarios must be >= 1')
-    n_frames = DEFAULT_ROAD_FRAMES if frames_per_scenario is None else int(frames_per_scenario)
-    if n_frames < 1:
-        raise ValueError('frames_per_scenario must be >= 1')
-    out = refuse_to_overwrite(out_dir, n_scenarios)
     started = time.perf_counter()
-    infos = [simulate_road_scenario(out, i, seed, n_rsus, n_frames, progress)
-             for i in tqdm(range(n_scenarios), desc='road scenarios', disable=not progress,
-                           position=0)]
+    out, n_frames, infos = write_scenarios(
+        out_dir, n_scenarios, frames_per_scenario, DEFAULT_ROAD_FRAMES,
+        lambda out, i, n: simulate_road_scenario(out, i, seed, n_rsus, n, progress),
+        desc='road scenarios', progress=progress)
     fields = _road_fields(n_rsus)
     index_doc = {'generator': GENERATOR, 'truth_version': ROAD_TRUTH_VERSION,
                  'seed': seed, 'n_rsus': n_rsus, 'spacing_m': ROAD_SPACING_M,

@@ -28,8 +28,8 @@ from ..constants import FRAME_PERIOD_NS, NS_PER_MS, S_TH_DBM
 from . import bag_writer as bw
 from . import camera, channel, lidar
 from .layout import RoadLayout
-from .recording import (SCENARIO_SPACING_NS, blocked_runs, message_drops, rounded, seeded_rng,
-                        stamp_timing)
+from .recording import (SCENARIO_SPACING_NS, blocked_runs, message_drops, refuse_to_overwrite,
+                        rounded, seeded_rng, stamp_timing)
 
 
 def link_channel(layout: RoadLayout, sc, t_s: np.ndarray, shadow_db: dict[str, np.ndarray]
@@ -193,3 +193,32 @@ def write_scenario(out_dir: Path, layout: RoadLayout, sc, seed: int, n_frames: i
 def write_json(path: Path, doc: dict) -> None:
     """A sidecar or index: sorted keys, one-space indent, newline-terminated (stable bytes)."""
     path.write_text(json.dumps(doc, sort_keys=True, indent=1) + '\n')
+
+
+class IndexRow:
+    """What was written for one scenario; ``index_row`` is its row of ``index.json``."""
+
+    def index_row(self) -> dict:
+        """The fields without the bag's size and the render timings, file names only."""
+        row = {k: v for k, v in self.__dict__.items() if k not in ('timing_ms', 'bag_bytes')}
+        row['bag_path'] = Path(self.bag_path).name
+        row['truth_path'] = Path(self.truth_path).name
+        return row
+
+
+def write_scenarios(out_dir: str | Path, n_scenarios: int, frames_per_scenario: int | None,
+                    default_frames: int, write_one, *, desc: str, progress: bool
+                    ) -> tuple[Path, int, list]:
+    """(out, n_frames, infos): ``write_one(out, i, n_frames)`` for every scenario i, after
+    checking the counts and that no scenario bag or sidecar would be overwritten."""
+    from tqdm import tqdm
+
+    if n_scenarios < 1:
+        raise ValueError('n_scenarios must be >= 1')
+    n_frames = default_frames if frames_per_scenario is None else int(frames_per_scenario)
+    if n_frames < 1:
+        raise ValueError('frames_per_scenario must be >= 1')
+    out = refuse_to_overwrite(out_dir, n_scenarios)
+    infos = [write_one(out, i, n_frames)
+             for i in tqdm(range(n_scenarios), desc=desc, disable=not progress, position=0)]
+    return out, n_frames, infos

@@ -23,7 +23,7 @@ from . import bag_writer as bw
 from .layout import TESTBED
 from .recording import (BASE_DROP_PROB, MODALITIES, SCENARIO_SPACING_NS, blocked_runs,
                         parse_drop_modality, refuse_to_overwrite)
-from .scenario_writer import link_channel, write_json, write_scenario
+from .scenario_writer import IndexRow, link_channel, write_json, write_scenario, write_scenarios
 from .scene import KIND_SETS, SCENARIO_KINDS, Scenario, make_scenario
 
 DEFAULT_FRAMES = 85                      # 10 x 85 frames ~ 800 five-frame windows (Sec. IV-B)
@@ -32,8 +32,8 @@ TRUTH_VERSION = 1
 
 
 @dataclass
-class ScenarioInfo:
-    """What was written for one scenario (also the rows of ``index.json``)."""
+class ScenarioInfo(IndexRow):
+    """What was written for one testbed scenario (also the rows of ``index.json``)."""
     index: int
     name: str
     kind: str
@@ -49,12 +49,6 @@ class ScenarioInfo:
     payload_sha256: str
     bag_bytes: int = 0
     timing_ms: dict[str, float] = field(default_factory=dict)   # not in index.json
-
-    def index_row(self) -> dict:
-        row = {k: v for k, v in self.__dict__.items() if k not in ('timing_ms', 'bag_bytes')}
-        row['bag_path'] = Path(self.bag_path).name
-        row['truth_path'] = Path(self.truth_path).name
-        return row
 
 
 def channel_truth(sc: Scenario, t_s: np.ndarray, shadow_db: dict[str, np.ndarray]
@@ -94,21 +88,14 @@ def simulate(out_dir: str | Path, *, n_scenarios: int = 10, seed: int = 0,
     in turn. Raises FileExistsError before writing anything if a scenario bag or sidecar
     already exists.
     """
-    from tqdm import tqdm
-
-    if n_scenarios < 1:
-        raise ValueError('n_scenarios must be >= 1')
-    n_frames = DEFAULT_FRAMES if frames_per_scenario is None else int(frames_per_scenario)
-    if n_frames < 1:
-        raise ValueError('frames_per_scenario must be >= 1')
     drop = parse_drop_modality(drop_modality)
     if kind_set not in KIND_SETS:
         raise ValueError(f'unknown kind set {kind_set!r}; choose from {sorted(KIND_SETS)}')
     kinds = KIND_SETS[kind_set]
-    out = refuse_to_overwrite(out_dir, n_scenarios)
-    infos = [simulate_scenario(out, i, seed, n_frames, drop, progress, kinds)
-             for i in tqdm(range(n_scenarios), desc='scenarios', disable=not progress,
-                           position=0)]
+    out, n_frames, infos = write_scenarios(
+        out_dir, n_scenarios, frames_per_scenario, DEFAULT_FRAMES,
+        lambda out, i, n: simulate_scenario(out, i, seed, n, drop, progress, kinds),
+        desc='scenarios', progress=progress)
     index_doc = {'generator': 'mmtok_ros.sim', 'truth_version': TRUTH_VERSION, 'seed': seed,
                  'frame_period_ns': FRAME_PERIOD_NS, 'frames_per_scenario': n_frames,
                  'drop_modality': list(drop) if drop else None,
