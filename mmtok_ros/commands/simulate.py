@@ -27,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--no-progress', action='store_true', help='no progress bars')
     parser.add_argument('--rsus', type=int, default=2,
                         help='RSUs: 2 is the testbed; N >= 3 puts N RSUs along a road, each '
-                             'with its own camera, LiDAR and RSSI topic (sim/road.py)')
+                             'with its own camera, LiDAR and RSSI topic')
 
 
 def _table(infos) -> str:

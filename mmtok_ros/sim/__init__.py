@@ -1,7 +1,9 @@
-"""Deterministic 60 GHz handover testbed simulator (paper Sec. IV-B) writing rosbag2 bags.
+"""Deterministic 60 GHz handover simulator (paper Sec. IV-B) writing rosbag2 bags.
 
-``simulate(out_dir, ...)`` renders RSU 1's camera and LiDAR, computes the RSSI of both RSUs with
-a physical channel model and records everything as a real testbed would (``mmtok simulate``).
+One scenario writer (``scenario_writer.py``) records a road of RSUs (``layout.py``) with the
+timing, jitter and drops of ``recording.py``. The testbed, ``simulate(out_dir, ...)``, is the
+preset with two RSUs and RSU 1's camera and LiDAR (``mmtok simulate``); ``road.simulate_road``
+puts N >= 3 RSUs with a sensor head each along the road (``mmtok simulate --rsus N``).
 ROS-free: needs numpy, rosbags and tqdm only.
 """
 from __future__ import annotations
