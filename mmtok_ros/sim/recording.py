@@ -46,14 +46,19 @@ def _per_message_jitter_ms(sensor: str, rng: np.random.Generator, n: int) -> np.
     return rng.uniform(-10, 10, n)
 
 
-def stamp_timing(streams, rng_of: dict[str, np.random.Generator], n: int
-                 ) -> dict[str, np.ndarray]:
+def stamp_timing(seed: int, index: int, streams, n: int) -> dict[str, np.ndarray]:
     """{key: stamp jitter, key + '_delay': transport delay} in integer ns per sensor stream.
 
-    ``streams`` have ``key`` and ``sensor``; ``rng_of[key]`` is the stream's generator, which
-    several streams may share: the draws go phase offsets first, then per-message jitters,
-    then delays, each in stream order, so a shared generator gives a fixed sequence.
+    ``streams`` have ``key``, ``sensor`` and ``timing_stream``, the name of their seeded
+    generator; streams that name the same one share it. The draws go phase offsets first, then
+    per-message jitters, then delays, each in stream order, so a shared generator gives a fixed
+    sequence.
     """
+    generators: dict[str, np.random.Generator] = {}
+    for s in streams:
+        if s.timing_stream not in generators:
+            generators[s.timing_stream] = seeded_rng(seed, index, s.timing_stream)
+    rng_of = {s.key: generators[s.timing_stream] for s in streams}
     offset = {s.key: rng_of[s.key].uniform(-PHASE_OFFSET_MS[s.sensor], PHASE_OFFSET_MS[s.sensor])
               for s in streams}
     jitter = {s.key: _per_message_jitter_ms(s.sensor, rng_of[s.key], n) for s in streams}

@@ -121,12 +121,7 @@ def write_scenario(out_dir: Path, layout: RoadLayout, sc, seed: int, n_frames: i
         return (np.asarray(ns, np.int64) - t0_ns) * 1e-9
 
     streams = layout.streams
-    timing_rngs: dict[str, np.random.Generator] = {}
-    for s in streams:
-        if s.timing_stream not in timing_rngs:
-            timing_rngs[s.timing_stream] = seeded_rng(seed, index, s.timing_stream)
-    timing = stamp_timing(streams, {s.key: timing_rngs[s.timing_stream] for s in streams},
-                          n_frames)
+    timing = stamp_timing(seed, index, streams, n_frames)
     drops = message_drops(seed, index, streams, n_frames, drop)
     shadow = link_shadowing(layout, sc, seed, n_frames)
     truth = link_channel(layout, sc, rel_s(nominal_ns), shadow)
