@@ -14,9 +14,11 @@ from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
+from mmtok_ros.ros.launch_signals import sigint_on_ctrl_c
+
 
 def rsu_nodes(context, *args, **kwargs) -> list:
-    """The N nodes, built once the launch arguments are known."""
+    """The N nodes (and Ctrl-C passed on to them), built once the launch arguments are known."""
     n = int(LaunchConfiguration('rsus').perform(context))
     if n < 2:
         raise ValueError(f'rsus:={n}: need at least 2 RSUs')
@@ -40,7 +42,7 @@ def rsu_nodes(context, *args, **kwargs) -> list:
                          'neighbours': ','.join(i for i in ids if i != rsu),
                          'rssi_topics': [f'/rssi/{rsu}', f'/rssi/{neighbour}']}],
         ))
-    return nodes
+    return nodes + [sigint_on_ctrl_c(nodes)]
 
 
 def generate_launch_description() -> LaunchDescription:

@@ -15,6 +15,8 @@ from launch.events import Shutdown
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
+from mmtok_ros.ros.launch_signals import sigint_on_ctrl_c
+
 
 def generate_launch_description() -> LaunchDescription:
     share = get_package_share_directory('mmtok_ros')
@@ -77,4 +79,5 @@ def generate_launch_description() -> LaunchDescription:
     end_with_the_bag = RegisterEventHandler(OnProcessExit(
         target_action=replay,
         on_exit=[EmitEvent(event=Shutdown(reason='bag_replay finished the bag'))]))
-    return LaunchDescription(args + [rsu, emulator, replay, end_with_the_bag])
+    return LaunchDescription(args + [rsu, emulator, replay, end_with_the_bag,
+                                     sigint_on_ctrl_c([rsu, emulator, replay])])

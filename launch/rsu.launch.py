@@ -9,9 +9,46 @@ import os
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
+
+from mmtok_ros.ros.launch_signals import sigint_on_ctrl_c
+
+
+def fallback_target(rsu_id: str, neighbours: str) -> str:
+    """The first neighbour, else the testbed's other RSU: never the RSU itself."""
+    named = [n.strip() for n in neighbours.split(',') if n.strip()]
+    if named:
+        return named[0]
+    return 'rsu1' if rsu_id == 'rsu2' else 'rsu2'
+
+
+def rsu_node(context, *args, **kwargs) -> list:
+    """The node (and Ctrl-C passed on to it), built once the launch arguments are known."""
+    arg = {name: LaunchConfiguration(name).perform(context)
+           for name in ('params_file', 'namespace', 'rsu_id', 'neighbours', 'target_rsu',
+                        'model_path', 'device', 'use_sim_time', 'image', 'points', 'rssi_own',
+                        'rssi_neighbour')}
+    node = Node(
+        package='mmtok_ros',
+        executable='rsu_node',
+        name='rsu_node',
+        namespace=arg['namespace'],
+        output='screen',
+        parameters=[arg['params_file'],
+                    {'model_path': arg['model_path'],
+                     'device': arg['device'],
+                     'use_sim_time': arg['use_sim_time'].lower() == 'true',
+                     'rsu_id': arg['rsu_id'],
+                     'neighbours': arg['neighbours'],
+                     'target_rsu': (arg['target_rsu']
+                                    or fallback_target(arg['rsu_id'], arg['neighbours'])),
+                     'image_topic': arg['image'],
+                     'lidar_topic': arg['points'],
+                     'rssi_topics': [arg['rssi_own'], arg['rssi_neighbour']]}],
+    )
+    return [node, sigint_on_ctrl_c([node])]
 
 
 def generate_launch_description() -> LaunchDescription:
@@ -27,8 +64,10 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument('neighbours', default_value='',
                               description='comma-separated ids of neighbour RSUs to hand over '
                                           'to (their link status is heard over DDS)'),
-        DeclareLaunchArgument('target_rsu', default_value='rsu2',
-                              description='hand-over target while no neighbour status is fresh'),
+        DeclareLaunchArgument('target_rsu', default_value='',
+                              description='hand-over target while no neighbour status is '
+                                          'fresh; empty: the first neighbour, else rsu2 '
+                                          '(rsu1 for rsu2)'),
         DeclareLaunchArgument('model_path', default_value='',
                               description='model file (empty: the shipped model)'),
         DeclareLaunchArgument('device', default_value='cuda',
@@ -46,22 +85,4 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument('rssi_neighbour', default_value='rssi/rsu2',
                               description='RSSI of the neighbour link the model reads'),
     ]
-    rsu = Node(
-        package='mmtok_ros',
-        executable='rsu_node',
-        name='rsu_node',
-        namespace=LaunchConfiguration('namespace'),
-        output='screen',
-        parameters=[LaunchConfiguration('params_file'),
-                    {'model_path': LaunchConfiguration('model_path'),
-                     'device': LaunchConfiguration('device'),
-                     'use_sim_time': LaunchConfiguration('use_sim_time'),
-                     'rsu_id': LaunchConfiguration('rsu_id'),
-                     'neighbours': LaunchConfiguration('neighbours'),
-                     'target_rsu': LaunchConfiguration('target_rsu'),
-                     'image_topic': LaunchConfiguration('image'),
-                     'lidar_topic': LaunchConfiguration('points'),
-                     'rssi_topics': [LaunchConfiguration('rssi_own'),
-                                     LaunchConfiguration('rssi_neighbour')]}],
-    )
-    return LaunchDescription(args + [rsu])
+    return LaunchDescription(args + [OpaqueFunction(function=rsu_node)])

@@ -1,4 +1,6 @@
-"""Launch files (parsed with ast: launch is not installed here) and parameter files."""
+"""Quick checks of the launch files (read with ast) and the parameter files.
+
+The launch files run for real in test_launch_real.py."""
 from __future__ import annotations
 
 import ast
@@ -53,7 +55,8 @@ def test_launch_file(name):
     tree = ast.parse(source)
     assert 'def generate_launch_description()' in source
     declared = {ast.literal_eval(c.args[0]) for c in calls(tree, 'DeclareLaunchArgument')}
-    used = {ast.literal_eval(c.args[0]) for c in calls(tree, 'LaunchConfiguration')}
+    used = {c.args[0].value for c in calls(tree, 'LaunchConfiguration')
+            if isinstance(c.args[0], ast.Constant)}
     assert used <= declared, f'undeclared launch arguments {used - declared}'
     for c in calls(tree, 'DeclareLaunchArgument'):
         assert keyword(c, 'description') is not None

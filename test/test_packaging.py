@@ -110,5 +110,8 @@ def test_package_xml_lists_exactly_what_the_code_imports():
     for name in OPTIONAL & set(imported):
         at_module_level = [w for w in imported[name] if w.endswith(':module')]
         assert not at_module_level, f'optional {name} imported at module level: {at_module_level}'
-    # the launch packages are for the launch files only
-    assert all(w.startswith('launch/') for w in imported['launch_ros'] | imported['launch'])
+    # the launch packages are for the launch files only, and the one helper they call
+    # (ros/launch_signals.py), which imports launch inside its function
+    for where in imported['launch_ros'] | imported['launch']:
+        assert (where.startswith('launch/')
+                or where == 'mmtok_ros/ros/launch_signals.py:function'), where

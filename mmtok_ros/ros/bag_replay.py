@@ -156,7 +156,7 @@ class BagReplayNode(Node):
                 start_wall, start_bag = time.monotonic(), log_ns
             due = start_wall + (log_ns - start_bag) / 1e9 / rate
             while True:
-                if self._stop.is_set():
+                if self._stopping():
                     return False
                 now = time.monotonic()
                 if now >= due:
@@ -182,16 +182,23 @@ class BagReplayNode(Node):
                     break
                 self.get_logger().info(f'loop {self.loops} done; starting over (time jumps '
                                        'back)')
+            if self._stopping():   # Ctrl-C or shutdown: no tail to wait for
+                return
             for pub in self.publishers_by_topic.values():   # reliable readers get the tail
                 pub.wait_for_all_acked(Duration(seconds=2))
             self.get_logger().info(f'played {self.published} messages from {self.bag}')
         except Exception as err:  # a corrupt chunk mid-bag: one line, then stop
-            self.get_logger().error(f'playback of {self.bag} stopped: {type(err).__name__}: '
-                                    f'{err}')
+            if not self._stopping():   # a publish racing the shutdown is no playback error
+                self.get_logger().error(f'playback of {self.bag} stopped: '
+                                        f'{type(err).__name__}: {err}')
         finally:
             self.done.set()
             if self.p.exit_when_done and not self._stop.is_set():
                 self.context.try_shutdown()
+
+    def _stopping(self) -> bool:
+        """Asked to stop, or the context is gone (SIGTERM, an external shutdown)."""
+        return self._stop.is_set() or not self.context.ok()
 
     def destroy_node(self) -> None:
         thread = getattr(self, '_thread', None)
