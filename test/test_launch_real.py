@@ -143,13 +143,18 @@ def test_mmtok_runs_from_the_colcon_install(ws):
 
 
 def test_rsu_launch_defaults_start_the_node_and_one_sigint_ends_it(ws, probe, tmp_path):
-    launch = LaunchProcess(ws, 'rsu.launch.py', 'device:=cpu', cwd=tmp_path)
+    # the README's first command as it is: device cuda, which falls back to cpu with a WARN
+    # on a machine without CUDA (on one with CUDA the node runs there)
+    import torch
+    launch = LaunchProcess(ws, 'rsu.launch.py', cwd=tmp_path)
     try:
         assert launch.wait_for('ready:', timeout_s=90), launch.output[-3000:]
+        if not torch.cuda.is_available():
+            assert '[WARN]' in launch.output and 'cpu' in launch.output
         values = probe.parameters('/rsu_node', ['device', 'rssi_topics', 'rsu_id', 'neighbours',
                                                 'target_rsu', 'image_topic', 'lidar_topic',
                                                 'use_sim_time'])
-        assert values == {'device': 'cpu', 'rssi_topics': ['rssi/rsu1', 'rssi/rsu2'],
+        assert values == {'device': 'cuda', 'rssi_topics': ['rssi/rsu1', 'rssi/rsu2'],
                           'rsu_id': 'rsu1', 'neighbours': '', 'target_rsu': 'rsu2',
                           'image_topic': 'camera/image_raw', 'lidar_topic': 'lidar/points',
                           'use_sim_time': False}
@@ -231,3 +236,25 @@ def test_multi_rsu_launch_beside_a_road_bag_publishes_link_status_of_every_rsu(
             replay.send_signal(2)
             replay.wait(timeout=10)
         launch.kill()
+
+
+def test_ros2_run_rsu_node_with_the_installed_parameter_file(ws, tmp_path):
+    """``ros2 run mmtok_ros rsu_node --ros-args --params-file config/rsu.yaml -p device:=cpu``."""
+    params = ws.root / 'install' / 'mmtok_ros' / 'share' / 'mmtok_ros' / 'config' / 'rsu.yaml'
+    command = f'exec {ws.lib / "rsu_node"} --ros-args --params-file {params} -p device:=cpu'
+    node = subprocess.Popen(ws.shell(command), env=ws.env(), cwd=tmp_path, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        lines = []
+        for line in node.stdout:
+            lines.append(line)
+            if 'ready:' in line:
+                break
+        assert any('ready:' in line for line in lines), ''.join(lines)
+        node.send_signal(2)
+        assert node.wait(timeout=CTRL_C_LIMIT_S + 1) == 0
+        rest = node.stdout.read()
+        assert 'Traceback' not in rest and '[ERROR]' not in rest, rest
+    finally:
+        node.kill()
+        node.wait()
