@@ -83,3 +83,18 @@ def test_the_shipped_model_loads_safely_and_predicts():
     assert not trained & set(meta['holdout_bags'])
     with torch.no_grad():
         assert torch.isfinite(model(window(model.cfg, batch=1))).all()
+
+
+@pytest.mark.parametrize('name,expected', [
+    ('handover_rsu_cpu_g40', [-1.581724, -1.581304, -1.581372]),
+    ('handover_rsu_cpu_mha', [-1.33072, -1.332278, -1.320426]),
+])
+def test_the_shipped_models_give_the_outputs_they_gave_when_they_were_written(name, expected):
+    """Options added to ModelConfig later (RSSI tokens, the Eq. 18 bracket) must not change a
+    file that predates them: its stored config lacks them, so it gets their legacy value."""
+    from pathlib import Path
+    model, _ = load_model(Path(__file__).resolve().parents[1] / 'models' / f'{name}.pt')
+    assert (model.cfg.rssi_tokens, model.cfg.keep_ratio_bracket) == ('routed', 1)
+    with torch.no_grad():
+        out = model(window(model.cfg, batch=3, seed=5))[:, 0]
+    assert out.tolist() == pytest.approx(expected, abs=2e-5)

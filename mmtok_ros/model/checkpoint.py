@@ -12,13 +12,11 @@ from pathlib import Path
 
 import torch
 
+from ..constants import DEFAULT_DECISION_THRESHOLD
 from .config import ModelConfig
 from .transformer import MultiModalTransformer
 
 FORMAT = 'mmtok_ros.model/1'
-# p_blocked at or above which a window is predicted blocked, for model files that carry no
-# threshold chosen in training (written before issue 16)
-DEFAULT_DECISION_THRESHOLD = 0.5
 
 
 class ModelFileError(RuntimeError):
@@ -73,15 +71,16 @@ def load_model(path: str | os.PathLike, *, device: str | torch.device = 'cpu',
         raise ModelFileError(f'{path}: weights do not match the {cfg.preset}/{cfg.method} '
                              f'architecture: {" ".join(first)[:400]}') from None
     meta = dict(payload.get('meta', {}))
-    # the threshold chosen in training (0.5 for older files), for the node and evaluate
+    # the threshold chosen in training (the default for files without one), for the node
+    # and evaluate
     model.decision_threshold = decision_threshold(meta, path)
     return model.to(device).eval(), meta
 
 
 def decision_threshold(meta: dict, path: str | os.PathLike = '<meta>') -> float:
     """The decision threshold a model file carries (``meta['decision_threshold']``, chosen on
-    its training windows by ``mmtok train``), or 0.5 for older files. The node's explicit
-    ``blocked_threshold`` parameter overrides it."""
+    its training windows by ``mmtok train``), or ``DEFAULT_DECISION_THRESHOLD`` for files
+    without one. The node's explicit ``blocked_threshold`` parameter overrides it."""
     value = meta.get('decision_threshold', DEFAULT_DECISION_THRESHOLD)
     try:
         value = float(value)

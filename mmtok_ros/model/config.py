@@ -11,6 +11,11 @@ MODALITIES = ('image', 'lidar', 'radar', 'gps', 'rssi')
 METHODS = ('routed', 'mha', 'tome', 'mod', 'ablation1', 'ablation2', 'ablation3')
 # methods with a target keep ratio gamma' (the routed model and its three ablations)
 ROUTED_METHODS = ('routed', 'ablation1', 'ablation2', 'ablation3')
+# how the RSSI tokens reach the decision (``ModelConfig.rssi_tokens``)
+RSSI_TOKEN_MODES = ('routed', 'kept', 'kept+head')
+# values of the fields added after the first model files, as those files behave: a stored
+# config that lacks a field gets this value (``from_dict``), and run keys leave it out
+LEGACY_VALUES = {'rssi_tokens': 'routed', 'keep_ratio_bracket': 1}
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,14 @@ class ModelConfig:
     min_keep_ratio: float = 0.02         # lower clamp of r_l (and of the deadline controller)
     tome_keep_fraction: float = 0.3      # ToMe: fraction of tokens left after the last layer
     mod_capacity: float = 0.125          # MoD: capacity of every other (routed) layer
+    # Eq. 18 bracket half-width Delta (training only): the passes run at K_lo = floor(N r) -
+    # Delta + 1 and K_hi = floor(N r) + Delta and are interpolated, so dL/dr_l is a difference
+    # over 2 Delta - 1 marginal tokens instead of one. 1: the paper's floor/ceil pair.
+    keep_ratio_bracket: int = 1
+    # RSSI tokens (beyond the paper): 'routed' (the paper: the router decides, like any
+    # token), 'kept' (always processed, as CLS is), 'kept+head' (kept, and the head reads the
+    # newest frame's RSSI token beside CLS). Gives the decision the link's own history.
+    rssi_tokens: str = 'routed'
     # --- deployment options (Table IX/X) ---
     prune_heads_fraction: float = 0.0    # structured L2 pruning of attention heads
     prune_mlp_fraction: float = 0.0      # structured L2 pruning of MLP channels
@@ -60,6 +73,15 @@ class ModelConfig:
             raise ValueError(f'unknown method {self.method!r}; choose from {METHODS}')
         if self.d_model % self.n_heads:
             raise ValueError(f'd_model={self.d_model} is not divisible by n_heads={self.n_heads}')
+        if self.rssi_tokens not in RSSI_TOKEN_MODES:
+            raise ValueError(f'unknown rssi_tokens {self.rssi_tokens!r}; choose from '
+                             f'{RSSI_TOKEN_MODES}')
+        if self.rssi_tokens != 'routed' and 'rssi' not in self.modalities:
+            raise ValueError(f"rssi_tokens={self.rssi_tokens!r} needs the 'rssi' modality")
+        if self.rssi_tokens != 'routed' and self.method == 'tome':
+            raise ValueError("rssi_tokens needs fixed token positions; ToMe merges them")
+        if self.keep_ratio_bracket < 1:
+            raise ValueError(f'keep_ratio_bracket must be >= 1, got {self.keep_ratio_bracket}')
         if not 0.0 < self.target_keep_ratio <= 1.0:
             raise ValueError(f'target_keep_ratio must be in (0, 1], got {self.target_keep_ratio}')
         for hw, stride, name in ((self.image_hw, self.image_stride, 'image'),
@@ -85,6 +107,15 @@ class ModelConfig:
     def tokens_per_frame(self) -> int:
         return sum(self.tokens_of(m) for m in self.modalities)
 
+    def frame_offsets_of(self, modality: str) -> list[int]:
+        """Positions of ``modality``'s tokens inside one frame's tokens."""
+        start = 0
+        for m in self.modalities:
+            if m == modality:
+                return list(range(start, start + self.tokens_of(m)))
+            start += self.tokens_of(m)
+        return []
+
     @property
     def n_tokens(self) -> int:
         """N: all tokens of one window, the CLS token included."""
@@ -100,6 +131,12 @@ class ModelConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def key_dict(self) -> dict:
+        """``to_dict`` without the later fields that hold their legacy value, so a run key
+        (``train/run_store.py``) of a config that could be written before them is unchanged."""
+        return {k: v for k, v in asdict(self).items()
+                if not (k in LEGACY_VALUES and v == LEGACY_VALUES[k])}
+
     @classmethod
     def from_dict(cls, values: dict) -> 'ModelConfig':
         known = {f.name for f in fields(cls)}
@@ -107,6 +144,7 @@ class ModelConfig:
         if unknown:
             raise ValueError(f'unknown config keys {unknown}')
         tuples = {f.name for f in fields(cls) if 'tuple' in str(f.type)}
+        values = {**LEGACY_VALUES, **values}   # a file written before a field: its behaviour
         return cls(**{k: tuple(v) if k in tuples and v is not None else v
                       for k, v in values.items()})
 
@@ -145,4 +183,5 @@ def preset(name: str, **overrides) -> ModelConfig:
     return replace(base, **overrides) if overrides else base
 
 
-__all__ = ['MODALITIES', 'METHODS', 'ROUTED_METHODS', 'ModelConfig', 'PRESETS', 'preset']
+__all__ = ['LEGACY_VALUES', 'MODALITIES', 'METHODS', 'ROUTED_METHODS', 'RSSI_TOKEN_MODES',
+           'ModelConfig', 'PRESETS', 'preset']

@@ -87,7 +87,7 @@ class EncoderGraph(nn.Module):
         for layer, k in zip(m.layers, self.keep_counts):
             if isinstance(layer, RoutedLayer):                               # Eq. 16-17, fixed K
                 scores = layer.router(x)                                     # (B, N) fp32
-                idx = routing.top_k_indices(scores, k)                       # (B, K), CLS first
+                idx = layer.select(scores, k)                        # (B, K), CLS (+kept) first
                 x = routing.route(x, scores, idx, layer.block.residual_branch)  # (B, N, d)
             else:
                 x, _ = layer(x)

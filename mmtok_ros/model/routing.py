@@ -1,7 +1,8 @@
 """Token routing as pure functions (Section III-C/D): Top-K selection, gather, scatter.
 
 No module state here: ``transformer.py`` owns the router and keep-ratio parameters and calls
-these. The CLS token (index 0) is always selected.
+these. The CLS token (index 0) is always selected, and so are the ``kept`` tokens a layer
+names (the RSSI tokens with ``rssi_tokens='kept'``), right after CLS.
 """
 from __future__ import annotations
 
@@ -21,15 +22,29 @@ def floor_ceil_counts(n_tokens: int, keep_ratio: torch.Tensor) -> tuple[int, int
     K_up is K_down + 1 even when N r is an integer, so the two weights of Eq. 18 always sum
     to one and r always gets a gradient.
     """
-    k_down = int(math.floor(float(keep_ratio.detach()) * n_tokens))
-    k_down = max(1, min(n_tokens - 1, k_down))
-    return k_down, k_down + 1
+    return bracket_counts(n_tokens, keep_ratio, 1)
 
 
-def top_k_indices(scores: torch.Tensor, k: int) -> torch.Tensor:
-    """(B, N) router scores -> (B, k) indices of the k best tokens, CLS (index 0) included,
-    ordered best first so that a prefix of the result is the Top-k' for any k' < k."""
+def bracket_counts(n_tokens: int, keep_ratio: torch.Tensor, delta: int) -> tuple[int, int]:
+    """(K_lo, K_hi) = (floor(N r) - delta + 1, floor(N r) + delta), cut to [1, N].
+
+    delta = 1 is Eq. 18's floor/ceil pair. N r always lies inside [K_lo, K_hi] (for N r >= 1),
+    so the interpolation weights of ``RoutedLayer`` stay in [0, 1] and sum to one.
+    """
+    if delta < 1:
+        raise ValueError(f'the bracket half-width must be >= 1, got {delta}')
+    c = int(math.floor(float(keep_ratio.detach()) * n_tokens))
+    c = max(1, min(n_tokens - 1, c))
+    return max(1, c - delta + 1), min(n_tokens, c + delta)
+
+
+def top_k_indices(scores: torch.Tensor, k: int, kept: torch.Tensor | None = None) -> torch.Tensor:
+    """(B, N) router scores -> (B, k) indices of the k best tokens, CLS (index 0) first, then
+    the ``kept`` token indices (1-D), then the rest by score, best first, so that a prefix of
+    the result is the Top-k' for any k' < k."""
     forced = scores.detach().clone()
+    if kept is not None and len(kept):
+        forced[:, kept] = torch.finfo(forced.dtype).max   # after CLS, before any scored token
     forced[:, 0] = float('inf')  # CLS is always processed
     return forced.topk(k, dim=1, sorted=True).indices
 

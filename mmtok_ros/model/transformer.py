@@ -109,20 +109,29 @@ class FullLayer(nn.Module):
 class RoutedLayer(nn.Module):
     """Top-K routing (Eq. 16-17) with a keep ratio r_l.
 
-    ``learn_keep_ratio``: training runs the block at K_down = floor(N r_l) and K_up = K_down + 1
-    and mixes the two outputs as in Eq. 18, so r_l gets a gradient; inference is one pass at
+    ``learn_keep_ratio``: training runs the block at two token counts around N r_l and
+    interpolates the two outputs (Eq. 18), so r_l gets a gradient; inference is one pass at
     K = round(N r_l). Otherwise (MoD, ablation 3) K = round(N r_l) always. ``keep_override``
     lets the deadline controller lower or raise K at run time without touching the weights.
 
-    ``down_pass_grad`` (training only; True is the paper): False runs the K_down pass of
-    Eq. 18 without autograd. The output stays exactly Eq. 18's, and so does dL/dr_l given
-    the gradient arriving at the layer's output; the block and router weights, and the layers
-    below, get the gradient of the K_up pass alone (K_down differs by one token), and the
-    backward pass of the second forward pass is saved.
+    ``bracket`` (Delta, training only): the two passes run at K_lo = floor(N r_l) - Delta + 1
+    and K_hi = floor(N r_l) + Delta and are mixed with weights (N r_l - K_lo) / (K_hi - K_lo)
+    and (K_hi - N r_l) / (K_hi - K_lo). Delta = 1 is Eq. 18 exactly; a wider bracket makes
+    dL/dr_l an average over 2 Delta - 1 marginal tokens instead of one (docs/model.md).
+
+    ``kept``: token positions inside a frame that are always processed, right after CLS
+    (the RSSI token with ``rssi_tokens='kept'``); ``tokens_per_frame`` locates them.
+
+    ``down_pass_grad`` (training only; True is the paper): False runs the K_lo pass without
+    autograd. The output stays exactly the interpolation, and so does dL/dr_l given the
+    gradient arriving at the layer's output; the block and router weights, and the layers
+    below, get the gradient of the K_hi pass alone, and the backward pass of the second
+    forward pass is saved.
     """
 
     def __init__(self, block: Block, router: Router, keep_ratio: float, learn_keep_ratio: bool,
-                 min_keep_ratio: float):
+                 min_keep_ratio: float, *, bracket: int = 1, kept: tuple[int, ...] = (),
+                 tokens_per_frame: int = 0):
         super().__init__()
         self.block, self.router = block, router
         self.keep_ratio = nn.Parameter(torch.tensor(float(keep_ratio)),
@@ -131,6 +140,10 @@ class RoutedLayer(nn.Module):
         self.min_keep_ratio = min_keep_ratio
         self.keep_override: float | None = None
         self.down_pass_grad = True
+        self.bracket = int(bracket)
+        self.kept = tuple(kept)
+        self.tokens_per_frame = int(tokens_per_frame)
+        self._kept_cache: dict = {}
 
     def ratio(self) -> torch.Tensor:
         if self.keep_override is not None:
@@ -140,25 +153,45 @@ class RoutedLayer(nn.Module):
     def tokens_processed(self, n_tokens: int) -> int:
         return routing.keep_count(n_tokens, float(self.ratio().detach()))
 
+    def kept_indices(self, n_tokens: int, device) -> torch.Tensor | None:
+        """Indices of the always-processed tokens in a sequence of ``n_tokens`` (CLS + frames)."""
+        if not self.kept:
+            return None
+        key = (n_tokens, str(device))
+        if key not in self._kept_cache:
+            n = self.tokens_per_frame
+            frames = (n_tokens - 1) // n
+            self._kept_cache[key] = torch.tensor(
+                [1 + t * n + off for t in range(frames) for off in self.kept], device=device)
+        return self._kept_cache[key]
+
+    def select(self, scores: torch.Tensor, k: int) -> torch.Tensor:
+        """(B, N) scores -> (B, k) token indices, CLS and the kept tokens first."""
+        return routing.top_k_indices(scores, k, self.kept_indices(scores.shape[1], scores.device))
+
     def forward(self, x, size=None):
         n = x.shape[1]
         scores = self.router(x)                                          # (B, N) fp32
         if not (self.training and self.learn_keep_ratio and self.keep_override is None):
-            idx = routing.top_k_indices(scores, self.tokens_processed(n))  # (B, K)
+            idx = self.select(scores, self.tokens_processed(n))          # (B, K)
             return routing.route(x, scores, idx, self.block.residual_branch), size
         r = self.ratio()
-        k_down, k_up = routing.floor_ceil_counts(n, r)
-        idx = routing.top_k_indices(scores, k_up)            # best first: prefix = Top-K_down
-        x_up = routing.route(x, scores, idx, self.block.residual_branch)
+        k_lo, k_hi = routing.bracket_counts(n, r, self.bracket)
+        idx = self.select(scores, k_hi)                      # best first: prefix = Top-K_lo
+        x_hi = routing.route(x, scores, idx, self.block.residual_branch)
         nr = n * r
+        width = k_hi - k_lo
+        w_hi, w_lo = nr - k_lo, k_hi - nr                    # Eq. 18 when width is 1
+        if width != 1:
+            w_hi, w_lo = w_hi / width, w_lo / width
         if not self.down_pass_grad:
             with torch.no_grad():
-                x_down = routing.route(x, scores, idx[:, :k_down], self.block.residual_branch)
-            # Eq. 18 rewritten with K_up - K_down = 1: x_up + (K_up - N r)(x_down - x_up);
-            # d/dr_l = N (x_up - x_down) as in Eq. 18; the weights see the K_up pass only
-            return x_up + (k_up - nr) * (x_down - x_up.detach()), size
-        x_down = routing.route(x, scores, idx[:, :k_down], self.block.residual_branch)
-        return x_up * (nr - k_down) + x_down * (k_up - nr), size        # Eq. 18
+                x_lo = routing.route(x, scores, idx[:, :k_lo], self.block.residual_branch)
+            # the interpolation rewritten as x_hi + w_lo (x_lo - x_hi): same value and the
+            # same d/dr_l = N (x_hi - x_lo) / width; the weights see the K_hi pass only
+            return x_hi + w_lo * (x_lo - x_hi.detach()), size
+        x_lo = routing.route(x, scores, idx[:, :k_lo], self.block.residual_branch)
+        return x_hi * w_hi + x_lo * w_lo, size                          # Eq. 18
 
 
 class MergingLayer(nn.Module):
@@ -194,6 +227,8 @@ def build_layers(cfg: ModelConfig) -> nn.ModuleList:
     block = lambda: Block(cfg, heads, hidden)  # noqa: E731
     router = lambda: Router(cfg.d_model, cfg.router_hidden)  # noqa: E731
     layers = []
+    routed = dict(bracket=cfg.keep_ratio_bracket, tokens_per_frame=cfg.tokens_per_frame,
+                  kept=tuple(cfg.frame_offsets_of('rssi')) if cfg.rssi_tokens != 'routed' else ())
     if cfg.method == 'tome':
         for r in merge_count_schedule(cfg.n_tokens - 1, cfg.n_layers, cfg.tome_keep_fraction):
             layers.append(MergingLayer(block(), r))
@@ -202,10 +237,10 @@ def build_layers(cfg: ModelConfig) -> nn.ModuleList:
             layers.append(FullLayer(block()))
         elif cfg.method == 'mod':  # every other layer routed at a fixed capacity
             layers.append(RoutedLayer(block(), router(), cfg.mod_capacity, False,
-                                      cfg.min_keep_ratio))
+                                      cfg.min_keep_ratio, **routed))
         else:  # routed and its ablations; ablation 3 keeps one fixed uniform ratio
             layers.append(RoutedLayer(block(), router(), cfg.initial_keep_ratio,
-                                      cfg.method != 'ablation3', cfg.min_keep_ratio))
+                                      cfg.method != 'ablation3', cfg.min_keep_ratio, **routed))
     return nn.ModuleList(layers)
 
 
@@ -226,7 +261,10 @@ class MultiModalTransformer(nn.Module):
         self.cls = nn.Parameter(0.02 * torch.randn(1, 1, d))
         self.layers = build_layers(cfg)
         self.ln_f = nn.LayerNorm(d)
-        self.head = nn.Linear(d, cfg.n_classes)
+        # 'kept+head': the head reads the RSSI token of every frame beside CLS
+        self.head_rssi = (cfg.frame_offsets_of('rssi') if cfg.rssi_tokens == 'kept+head'
+                          else [])
+        self.head = nn.Linear(d * (1 + cfg.n_frames * len(self.head_rssi)), cfg.n_classes)
         # transformer and embeddings: nanoGPT-style N(0, 0.02); tokenizers keep PyTorch's
         # fan-in init so a single scalar (RSSI, GPS) is not scaled down to noise level
         for part in (self.temporal, self.frame_tokenizer.modality_embedding, self.layers,
@@ -271,8 +309,13 @@ class MultiModalTransformer(nn.Module):
         return x
 
     def readout(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, N_L, d) -> (B, n_classes) logits from the CLS token."""
-        return self.head(self.ln_f(x[:, 0]))
+        """(B, N_L, d) -> (B, n_classes) logits from the CLS token (and, with
+        ``rssi_tokens='kept+head'``, the RSSI tokens of all frames, oldest first)."""
+        if not self.head_rssi:
+            return self.head(self.ln_f(x[:, 0]))
+        n = self.cfg.tokens_per_frame
+        rows = [0] + [1 + t * n + off for t in range(self.cfg.n_frames) for off in self.head_rssi]
+        return self.head(self.ln_f(x[:, rows]).flatten(1))
 
     def encode(self, frame_tokens: torch.Tensor) -> torch.Tensor:
         """(B, T, n, d) frame tokens -> (B, n_classes) logits."""
