@@ -136,8 +136,10 @@ def test_a_report_reuses_its_runs_and_times_ablations_at_their_own_gamma(testbed
     assert [(r['method'], r['gamma']) for r in first] == [('ablation3', 0.3), ('routed', 0.4)]
     table = (tmp_path / 'table6.md').read_text()
     assert 'latency not measured' in table
-    # the routed row's gradient statistics, one line per block (ablation 3 learns no r_l)
-    assert 'Keep-ratio gradients' in table and table.count("| routed (γ'=0.4) | ") == 5
+    # the routed row, its node-decision row, and its gradient statistics, one line per block
+    # (ablation 3 learns no r_l)
+    assert 'Keep-ratio gradients' in table and table.count("| routed (γ'=0.4) | ") == 6
+    assert 'The decision the node acts on' in table and 'proactive definition' in table
     assert len(list((tmp_path / 'runs').glob('*.json'))) == 4
     run = json.loads(next((tmp_path / 'runs').glob('routed*.json')).read_text())['result']
     assert len(run['keep_ratio_grad_rms']) == 1 and len(run['keep_ratio_grad_rms'][0]) == 4
@@ -149,6 +151,10 @@ def test_a_report_reuses_its_runs_and_times_ablations_at_their_own_gamma(testbed
     assert [r['accuracy_mean'] for r in again] == [r['accuracy_mean'] for r in first]
     tokens = {r['method']: r['tokens_per_layer'][0] for r in again}
     assert tokens['ablation3'] < tokens['routed']            # 0.3 of the tokens, not 0.4's
+    # the legacy false-alarm definition: the stored runs are scored again, not trained again
+    legacy = run_report(data, bench_reps=0, metrics='legacy', **args)
+    assert [r['accuracy_mean'] for r in legacy] == [r['accuracy_mean'] for r in first]
+    assert 'legacy definition' in (tmp_path / 'table6.md').read_text()
     # other settings are other runs: the stored ones are not taken for them
     with pytest.raises(AssertionError, match='trained again'):
         run_report(data, bench_reps=0, **{**args, 'tc': TrainConfig(epochs=2, batch_size=8,
@@ -427,10 +433,14 @@ def test_lead_times_false_alarms_and_onset_recall_ahead_by_hand():
     alarm = np.array([0, 1, 0, 1, 1, 1, 0, 1, 1, 0, 0, 0, 0, 1], bool)
     # onsets: 4 (alarms at 3, 4: lead 2) and 12 (missed: lead 0)
     assert lead_frames(alarm, labels, groups).tolist() == [2, 0]
-    scores = alarm_scores(alarm, labels, groups)
-    # false alarms: window 1 (isolated), windows 7-8 (one run), window 13; the run at 3 leads
-    # into the onset and is an early warning
+    scores = alarm_scores(alarm, labels, groups, definition='legacy')
+    # legacy false alarms: window 1 (isolated), windows 7-8 (one run), window 13; the run at
+    # 3 leads into the onset and is an early warning
     assert scores['false_alarms'] == 3
+    # proactive: window 13 starts while the link is blocked (the tail of the blockage at 12):
+    # a late all-clear, not a false alarm
+    proactive = alarm_scores(alarm, labels, groups)
+    assert proactive['false_alarms'] == 2 and proactive['late_all_clears'] == 1
     assert scores['clear_minutes'] == pytest.approx(11 * 0.3 / 60)
     assert scores['false_alarms_per_min'] == pytest.approx(3 / (11 * 0.3 / 60))
     assert scores['onset_recall_ahead'] == {'1': 0.5, '2': 0.5, '3': 0.0, '5': 0.0}
@@ -438,7 +448,7 @@ def test_lead_times_false_alarms_and_onset_recall_ahead_by_hand():
     # at <= 20 false alarms per minute (0.055 min of clear link: at most 1 false alarm) the
     # lowest threshold that qualifies is 0.61 (window 7's 0.6 and 13's 0.5 no longer alarm)
     p = np.array([0.1, 0.7, 0.1, 0.2, 0.9, 0.9, 0.1, 0.6, 0.3, 0.1, 0.1, 0.1, 0.3, 0.5])
-    at = recall_at_false_alarm_rate(p, labels, groups, max_per_min=20.0)
+    at = recall_at_false_alarm_rate(p, labels, groups, max_per_min=20.0, definition='legacy')
     assert at['threshold'] == 0.61 and at['onset_recall'] == 0.5
     assert at['false_alarms_per_min'] == pytest.approx(1 / (11 * 0.3 / 60))
 

@@ -1,7 +1,8 @@
 """mmtok report: Table VI (every method, cross-validated) + keep-ratio and accuracy plots."""
 from __future__ import annotations
 
-from .train import add_train_options, train_config
+from ..constants import GAMMA_SWEEP
+from .train import add_train_options, model_options, train_config
 
 HELP = 'Cross-validate every method and write Table VI (Markdown + JSON) and plots (PNG).'
 
@@ -9,7 +10,8 @@ HELP = 'Cross-validate every method and write Table VI (Markdown + JSON) and plo
 def add_arguments(p) -> None:
     add_train_options(p)
     p.add_argument('--methods', default='mha,tome,mod,ablation1,ablation2,ablation3,routed')
-    p.add_argument('--gammas', default='0.3,0.4,0.5,0.7', help="gamma' values for routed")
+    p.add_argument('--gammas', default=','.join(f'{g:g}' for g in GAMMA_SWEEP),
+                   help="gamma' values for routed")
     p.add_argument('--folds', type=int, default=9)
     p.add_argument('--max-folds', type=int, default=None, help='run only the first folds')
     p.add_argument('--seeds', default='0,1,2')
@@ -21,6 +23,10 @@ def add_arguments(p) -> None:
     p.add_argument('--bench-reps', type=int, default=7,
                    help='timed windows per method for the latency column (0: no timing; for a '
                         'process that trains beside others)')
+    p.add_argument('--metrics', choices=('proactive', 'legacy'), default='proactive',
+                   help='false-alarm definition (docs/model.md); runs stored with their '
+                        'predictions are scored again, older runs are trained again unless '
+                        'legacy is asked for')
     p.add_argument('--out', default='results/report',
                    help='table, plots and runs/ (one file per run: a later or parallel call with '
                         'the same settings reuses or shares them)')
@@ -68,7 +74,8 @@ def run(args) -> int:
                       tc=train_config(args), out_dir=args.out, max_folds=args.max_folds,
                       bench_reps=args.bench_reps, progress=not args.no_progress,
                       group_kinds=kinds, horizon=args.horizon,
-                      ablation_gamma=args.ablation_gamma)
+                      ablation_gamma=args.ablation_gamma, metrics=args.metrics,
+                      model_options=model_options(args))
     if not rows:
         return 0
     print((__import__('pathlib').Path(args.out) / 'table6.md').read_text())

@@ -3,77 +3,75 @@ from __future__ import annotations
 
 import json
 
-from ..model.config import METHODS, PRESETS
+from ..constants import DEFAULT_DECISION_THRESHOLD
+from ..model.config import METHODS, PRESETS, RSSI_TOKEN_MODES, ModelConfig
+from ..train.config import add_cli_options, from_cli
 
 HELP = 'Train a model on the bags in a directory (Eq. 19 loss), optionally holding scenarios out.'
 
+_MODEL_DEFAULTS = ModelConfig()
+
 
 def add_train_options(p) -> None:
-    """Options shared by train, crossval and report."""
+    """Options shared by train and report: the data, the preset, the model options beyond the
+    paper, and every option of ``TrainConfig`` (defaults from the dataclass)."""
     p.add_argument('--data', required=True, help='directory of rosbag2 bags (mmtok simulate --out)')
     p.add_argument('--preset', default='rsu-cpu', choices=sorted(PRESETS))
-    p.add_argument('--epochs', type=int, default=20)
-    p.add_argument('--batch-size', type=int, default=16)
-    p.add_argument('--lr', type=float, default=1e-4)
-    p.add_argument('--weight-decay', type=float, default=0.01)
-    p.add_argument('--coupled-weight-decay', action='store_true',
-                   help='the old optimiser: Adam with L2 on every parameter (default: AdamW, '
-                        'decay on linear/conv weight matrices only)')
     p.add_argument('--horizon', type=int, default=1,
                    help='label: blocked within the next H frames (1: the next frame, Eq. 8 and '
                         'the paper; the node publishes p for the label its model was trained on)')
-    p.add_argument('--no-class-weight', action='store_true',
-                   help="plain BCE (default: the blocked class weighted by the epoch's "
-                        'negatives/positives)')
-    p.add_argument('--threshold-windows', type=int, default=1024,
-                   help='training windows used to choose the decision threshold written into '
-                        'the model file (0: keep 0.5)')
-    p.add_argument('--keep-ratio-lr', type=float, default=2e-3,
-                   help="learning rate of the keep ratios r_l (their own group, no weight decay; "
-                        "beyond the paper, which uses --lr for them too)")
-    p.add_argument('--steady-fraction', type=float, default=1.0,
-                   help='per epoch, keep every window near a blockage onset/end and only this '
-                        'fraction of the steady ones (1: all windows, the paper protocol)')
-    p.add_argument('--modality-dropout', type=float, default=0.0,
-                   help='probability that a frame\'s modality is marked absent in training')
-    p.add_argument('--eq18-down-pass', choices=('grad', 'no-grad'), default='grad',
-                   help="Eq. 18's K_down pass with autograd (grad, the paper) or without "
-                        '(no-grad: same output and dL/dr_l, about a third faster per routed step)')
+    p.add_argument('--rssi-tokens', choices=RSSI_TOKEN_MODES, default=_MODEL_DEFAULTS.rssi_tokens,
+                   help="how the RSSI tokens reach the decision: 'routed' (the paper: like any "
+                        "token), 'kept' (always processed, as CLS is), 'kept+head' (kept, and "
+                        f'the head reads them beside CLS); default {_MODEL_DEFAULTS.rssi_tokens}')
+    p.add_argument('--keep-ratio-bracket', type=int, default=_MODEL_DEFAULTS.keep_ratio_bracket,
+                   metavar='DELTA',
+                   help='Eq. 18 bracket half-width: the two training passes run at '
+                        'floor(N r) - DELTA + 1 and floor(N r) + DELTA tokens (1: the paper; '
+                        f'default {_MODEL_DEFAULTS.keep_ratio_bracket})')
+    add_cli_options(p)
     p.add_argument('--threads', type=int, default=None,
                    help='torch CPU threads (default: torch\'s own choice, the core count)')
     p.add_argument('--device', default='auto')
     p.add_argument('--no-progress', action='store_true')
 
 
+def model_options(args) -> dict:
+    """The ``ModelConfig`` fields set by ``add_train_options``."""
+    return {'rssi_tokens': args.rssi_tokens, 'keep_ratio_bracket': args.keep_ratio_bracket}
+
+
 def train_config(args, seed: int = 0):
     import torch
-
-    from ..train.trainer import TrainConfig
     if args.threads is not None:
         if args.threads < 1:
             raise ValueError(f'--threads must be >= 1, got {args.threads}')
         torch.set_num_threads(args.threads)
-    return TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                       weight_decay=args.weight_decay, keep_ratio_lr=args.keep_ratio_lr,
-                       decay_norms_and_biases=args.coupled_weight_decay,
-                       balance_classes=not args.no_class_weight,
-                       threshold_windows=args.threshold_windows,
-                       down_pass_grad=args.eq18_down_pass == 'grad',
-                       seed=seed, device=args.device,
-                       steady_fraction=args.steady_fraction,
-                       modality_dropout=args.modality_dropout)
+    return from_cli(args, seed=seed, device=args.device)
 
 
 def add_arguments(p) -> None:
     add_train_options(p)
     p.add_argument('--method', default='routed', choices=METHODS)
-    p.add_argument('--gamma', type=float, default=0.4, help="target keep ratio gamma'")
+    p.add_argument('--gamma', type=float, default=None,
+                   help="target keep ratio gamma' (default: the preset's, 0.4 for rsu-cpu)")
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--holdout', default='', help='comma-separated bag names kept out of training '
                                                  'and used to report held-out accuracy')
     p.add_argument('--init', default='', help='go on training this model file (its config is '
                                               'used; --preset/--method/--gamma are ignored)')
     p.add_argument('--out', required=True, help='model file to write (.pt)')
+    p.add_argument('--metrics', choices=('proactive', 'legacy'), default='proactive',
+                   help='false-alarm definition of the held-out scores (docs/model.md)')
+
+
+def training_summary(s: dict) -> str:
+    """One line: the model on its training windows beside persistence and always-clear."""
+    return (f"training windows ({s['n_windows']} of {s['of_windows']}, weighted): accuracy "
+            f"{s['accuracy']:.4f} at threshold {s['threshold']:.2f} "
+            f"({s['accuracy_at_default_threshold']:.4f} at {DEFAULT_DECISION_THRESHOLD:g}); "
+            f"persistence {s['persistence_accuracy']:.4f}, always clear "
+            f"{s['always_clear_accuracy']:.4f}")
 
 
 def run(args) -> int:
@@ -91,7 +89,9 @@ def run(args) -> int:
     main = distributed.is_main()
     init, init_meta = load_model(args.init, device='cpu') if args.init else (None, {})
     cfg = init.cfg if init is not None else preset(args.preset, method=args.method,
-                                                   target_keep_ratio=args.gamma)
+                                                   **model_options(args),
+                                                   **({} if args.gamma is None else
+                                                      {'target_keep_ratio': args.gamma}))
     if init is not None and main:
         print(f"going on from {args.init} ({cfg.preset}/{cfg.method} gamma'={cfg.target_keep_ratio})")
     with distributed.main_first():
@@ -112,20 +112,21 @@ def run(args) -> int:
     meta = {'train_bags': [n for n in names if n not in holdout], 'holdout_bags': holdout,
             'history': history, 'keep_ratios': model.keep_ratios().tolist(),
             'label_horizon_frames': args.horizon}
-    threshold = 0.5
+    threshold = DEFAULT_DECISION_THRESHOLD
     if 'decision_threshold' in history:   # chosen on the training windows, read by the node
         threshold = history['decision_threshold']['value']
         meta['decision_threshold'] = threshold
-        print(f"decision threshold {threshold:.2f} (training-window accuracy "
-              f"{history['decision_threshold']['train_accuracy']:.4f}; at 0.5: "
-              f"{history['decision_threshold']['train_accuracy_at_0.5']:.4f})")
+    if 'train_windows' in history:
+        print(training_summary(history['train_windows']))
     if init is not None:  # the model's whole training record, oldest first
         meta['init'] = {'model': str(args.init), **{k: init_meta.get(k) for k in
                         ('train_bags', 'holdout_bags', 'history', 'holdout', 'init')}}
     if held.any():
         meta['holdout'] = evaluate(model, data.subset(np.flatnonzero(held)), threshold=threshold,
-                                   horizon=args.horizon)
-        print(f"held-out accuracy: {meta['holdout']['accuracy']:.4f} on {meta['holdout']['n']} windows")
+                                   horizon=args.horizon, metrics=args.metrics)
+        held_out = meta['holdout']
+        print(f"held-out accuracy: {held_out['accuracy']:.4f} on {held_out['n']} windows "
+              f"(persistence {held_out['baselines']['persistence']['accuracy']:.4f})")
     path = save_model(args.out, model, meta=meta)
     print(f"trained {cfg.preset}/{cfg.method} gamma'={cfg.target_keep_ratio} in "
           f"{history['seconds']:.0f} s; keep ratios {[round(r, 3) for r in meta['keep_ratios']]}")

@@ -9,11 +9,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ..constants import DEFAULT_DECISION_THRESHOLD, FRAME_PERIOD_MS, ONSET_FRAMES_AHEAD
 from ..model import ModelConfig
 from ..model.config import ROUTED_METHODS
 from .dataset import WindowDataset, group_folds
 from .run_store import RunStore, run_key, run_name
-from .trainer import TrainConfig, evaluate, train_model
+from .trainer import TrainConfig, evaluate, rescore, train_model
 
 
 def scenario_kinds(data_dir: str | Path, names: list[str]) -> list[str]:
@@ -49,21 +50,24 @@ def kind_folds(groups: np.ndarray, group_kinds: list[str], n_folds: int
 
 
 def pooled_prediction_scores(runs: list[dict]) -> dict:
-    """Pool the prediction metrics of several test folds: onsets, lead times and false alarms
-    summed; AUROC and recall at the fixed false-alarm rate averaged."""
+    """Pool the prediction metrics of several test folds: onsets, lead times, false alarms and
+    late all-clears summed; AUROC and recall at the fixed false-alarm rate averaged."""
     if not runs or 'auroc' not in runs[0]:
         return {}
     leads = np.concatenate([np.asarray(r['lead_frames'], int) for r in runs])
     minutes = sum(r['clear_minutes'] for r in runs)
     n_false = sum(r['false_alarms'] for r in runs)
-    period_ms = 300.0
+    n_late = sum(r.get('late_all_clears', 0) for r in runs)
     aurocs = [r['auroc'] for r in runs if np.isfinite(r['auroc'])]
     return {'auroc_mean': float(np.mean(aurocs)) if aurocs else float('nan'),
             'onsets_pooled': int(len(leads)),
-            'onset_recall_ahead': {k: float((leads >= int(k)).mean()) if len(leads)
-                                   else float('nan') for k in ('1', '2', '3', '5')},
-            'median_lead_ms': float(np.median(leads) * period_ms) if len(leads) else float('nan'),
+            'onset_recall_ahead': {str(k): float((leads >= k).mean()) if len(leads)
+                                   else float('nan') for k in ONSET_FRAMES_AHEAD},
+            'median_lead_ms': (float(np.median(leads) * FRAME_PERIOD_MS) if len(leads)
+                               else float('nan')),
+            'false_alarm_definition': runs[0].get('false_alarm_definition', 'legacy'),
             'false_alarms_per_min': n_false / minutes if minutes > 0 else float('nan'),
+            'late_all_clears_per_min': n_late / minutes if minutes > 0 else float('nan'),
             'recall_at_fixed_false_alarm_rate': float(np.mean(
                 [r['at_fixed_false_alarm_rate']['onset_recall'] for r in runs])),
             'max_false_alarms_per_min': runs[0]['at_fixed_false_alarm_rate'][
@@ -86,7 +90,7 @@ def confidence_interval_95(values: list[float]) -> tuple[float, float]:
 def cross_validate(cfg: ModelConfig, data: WindowDataset, *, folds: int, seeds: list[int],
                    tc: TrainConfig, max_folds: int | None = None, progress: bool = True,
                    group_kinds: list[str] | None = None, horizon: int = 1,
-                   store: RunStore | None = None) -> dict:
+                   store: RunStore | None = None, metrics: str = 'proactive') -> dict:
     """Train on k-1 folds of scenarios, test on the held-out fold, for every seed.
 
     ``max_folds`` runs only the first folds (a cheaper estimate; reported as such).
@@ -94,7 +98,9 @@ def cross_validate(cfg: ModelConfig, data: WindowDataset, *, folds: int, seeds: 
     ``horizon``: train on 'blocked within the next H frames'; scores use the onsets of the
     next-frame label whatever H is.
     ``store``: reuse runs already done with the same settings, save each new one, skip runs
-    another process is training (their names are returned in ``runs_pending``).
+    another process is training (their names are returned in ``runs_pending``). A stored run
+    scored under another false-alarm definition than ``metrics`` is scored again from its
+    stored predictions, or trained again when it has none.
     """
     runs, pending = [], []
     splits = (group_folds(data.groups, folds) if group_kinds is None
@@ -104,10 +110,13 @@ def cross_validate(cfg: ModelConfig, data: WindowDataset, *, folds: int, seeds: 
             test_groups = np.unique(data.groups[test_rows]).tolist()
             name = run_name(cfg.method, cfg.target_keep_ratio
                             if cfg.method in ROUTED_METHODS else None, k, seed)
-            key = run_key(model=asdict(cfg), train={**asdict(tc), 'seed': seed, 'device': None},
+            key = run_key(model=cfg.key_dict(), train={**_key_dict(tc), 'seed': seed,
+                                                       'device': None},
                           horizon=horizon, folds=folds, split=group_kinds is not None,
                           test_groups=test_groups, windows=[len(train_rows), len(test_rows)])
             done = store.load(name, key) if store is not None else None
+            if done is not None and done.get('false_alarm_definition', 'legacy') != metrics:
+                done = rescore(done, metrics)    # None: no stored predictions, train again
             if done is not None:
                 runs.append(done)
                 continue
@@ -118,9 +127,10 @@ def cross_validate(cfg: ModelConfig, data: WindowDataset, *, folds: int, seeds: 
                 model, history = train_model(cfg, data.subset(train_rows).with_horizon(horizon),
                                              replace(tc, seed=seed), progress=progress,
                                              desc=f'{cfg.method} fold {k} seed {seed}')
-                threshold = history.get('decision_threshold', {}).get('value', 0.5)
+                threshold = history.get('decision_threshold', {}).get(
+                    'value', DEFAULT_DECISION_THRESHOLD)
                 result = evaluate(model, data.subset(test_rows), threshold=threshold,
-                                  horizon=horizon)
+                                  horizon=horizon, metrics=metrics, keep_predictions=True)
             except BaseException:
                 if store is not None:
                     store.release(name)
@@ -134,7 +144,9 @@ def cross_validate(cfg: ModelConfig, data: WindowDataset, *, folds: int, seeds: 
                    'keep_ratios': history['keep_ratios'][-1] if history['keep_ratios'] else [],
                    'keep_ratio_history': history['keep_ratios'],
                    'keep_ratio_grad': history['keep_ratio_grad'],
-                   'keep_ratio_grad_rms': history['keep_ratio_grad_rms']}
+                   'keep_ratio_grad_rms': history['keep_ratio_grad_rms'],
+                   'keep_ratio_sign_consistency': history['keep_ratio_sign_consistency'],
+                   'train_windows': history.get('train_windows')}
             if store is not None:
                 store.save(name, key, run)
             runs.append(run)
@@ -147,9 +159,23 @@ def cross_validate(cfg: ModelConfig, data: WindowDataset, *, folds: int, seeds: 
             baselines[name] = {'accuracy_mean': mean_std([b['accuracy'] for b in per_run])[0],
                                'accuracy_std': mean_std([b['accuracy'] for b in per_run])[1],
                                **pooled_prediction_scores(per_run)}
+    node = {}
+    if runs and all('node_decision' in r for r in runs):
+        per_run = [r['node_decision'] for r in runs]
+        node = {'accuracy_mean': mean_std([b['accuracy'] for b in per_run])[0],
+                'accuracy_std': mean_std([b['accuracy'] for b in per_run])[1],
+                **pooled_prediction_scores(per_run)}
     return {'method': cfg.method, 'gamma': cfg.target_keep_ratio, 'folds': folds,
             'split': 'scenario' if group_kinds is None else 'kind',
             'label_horizon_frames': horizon,
             'folds_run': len(splits), 'seeds': seeds, 'accuracy_mean': mean, 'accuracy_std': std,
             'accuracy_ci95': confidence_interval_95(accuracies), 'runs_pending': pending,
-            **pooled_prediction_scores(runs), 'baselines': baselines, 'runs': runs}
+            **pooled_prediction_scores(runs), 'node_decision': node, 'baselines': baselines,
+            'runs': runs}
+
+
+def _key_dict(tc: TrainConfig) -> dict:
+    """``asdict(tc)`` without the later fields at the value that reproduces the runs before
+    them, so those runs keep their keys."""
+    return {k: v for k, v in asdict(tc).items()
+            if not (k == 'keep_ratio_hold_fraction' and v == 0.0)}

@@ -15,7 +15,8 @@ class WindowDataset:
     """``frames[m]``: (F, ...) float32 per modality; ``present``: (F, M) bool;
     ``window_frames``: (W, T) int64 rows of ``frames``, oldest first; ``labels``: (W,) float32
     (1 = blocked) or int64 (beam index); ``groups``: (W,) int64 scenario of each window;
-    ``newest_stamp_ns``: (W,) int64."""
+    ``newest_stamp_ns``: (W,) int64; ``next_labels``: the next-frame labels when ``labels``
+    look further ahead (``with_horizon``), else None (``labels`` are the next-frame labels)."""
 
     modalities: tuple[str, ...]
     frames: dict[str, np.ndarray]
@@ -24,13 +25,19 @@ class WindowDataset:
     labels: np.ndarray
     groups: np.ndarray
     newest_stamp_ns: np.ndarray
+    next_labels: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def subset(self, rows: np.ndarray) -> 'WindowDataset':
         return WindowDataset(self.modalities, self.frames, self.present, self.window_frames[rows],
-                             self.labels[rows], self.groups[rows], self.newest_stamp_ns[rows])
+                             self.labels[rows], self.groups[rows], self.newest_stamp_ns[rows],
+                             None if self.next_labels is None else self.next_labels[rows])
+
+    def next_frame_labels(self) -> np.ndarray:
+        """(W,) the next-frame labels (Eq. 8), whatever horizon ``labels`` have."""
+        return self.labels if self.next_labels is None else self.next_labels
 
     def batch(self, rows: np.ndarray, device: str | torch.device = 'cpu') -> tuple[dict, torch.Tensor]:
         """Model input (B, T, ...) per modality plus ``present`` (B, T, M), and the labels."""
@@ -79,7 +86,7 @@ class WindowDataset:
         out = np.empty_like(self.labels)
         out[order] = horizon_labels(labels, groups, horizon)
         return WindowDataset(self.modalities, self.frames, self.present, self.window_frames, out,
-                             self.groups, self.newest_stamp_ns)
+                             self.groups, self.newest_stamp_ns, self.next_frame_labels())
 
     def save(self, path: str | os.PathLike) -> Path:
         path = Path(path)

@@ -1,4 +1,4 @@
-"""Metrics of a blockage predictor that test prediction, not persistence (issue 16, item 4).
+"""Metrics of a blockage predictor that test prediction, not persistence.
 
 Accuracy rewards persistence when blockages start abruptly, so every table also reports:
 
@@ -6,26 +6,38 @@ Accuracy rewards persistence when blockages start abruptly, so every table also 
 * **onset recall k frames ahead**: of the blockage onsets (the first window whose next frame
   is blocked, after a clear window of its scenario), the share the model had announced in
   each of the k windows up to and including the onset window, i.e. an alarm raised at least
-  k frames (k x 300 ms) before the first blocked frame and held until then;
+  k frames before the first blocked frame and held until then;
 * **lead time**: per onset, how long the alarm run that reaches the onset had been on
   (0 for a missed onset), in frames and ms; the median over onsets;
-* **false alarms per minute of clear link**: runs of alarms on clear windows that do not run
-  into a blockage onset, per minute of windows labelled clear;
+* **false alarms per minute of clear link**, by one of two definitions
+  (``FALSE_ALARM_DEFINITIONS``). ``proactive`` (the default): an alarm run that *starts* on a
+  window whose link is clear now, with no blocked frame within the label horizon, and that
+  goes off again before any blockage; runs that start while the link is blocked are the
+  reaction to it, and runs still on when a blockage comes are early warnings. ``legacy`` (the
+  tables before): every run of alarms on clear windows that does not run into a blockage
+  onset, the tail of an alarm after a blockage included;
+* **late all-clears** (with either definition): blockage ends after which the alarm is still
+  on in the first clear window, i.e. the alarm runs past the end of the blockage; counted
+  apart because the node does not act on the end of a blockage;
 * **onset recall at a fixed false-alarm rate**: the lowest threshold whose false-alarm rate is
   at most ``max_false_alarms_per_min``, and the onset recall there (a threshold-free
   comparison of models, as a ROC curve's operating point);
-* the **persistence** (blocked next iff blocked now) and **always clear** baselines.
+* the **persistence** (blocked next iff blocked now) and **always clear** baselines, and the
+  **node's decision** (the model's alarm OR the own link measured below S_th now: the
+  reactive floor of the handover decision).
 
 Everything works on windows sorted by scenario, then time (``WindowDataset._in_time_order``);
-``labels`` are always the next-frame labels (Eq. 8), whatever horizon a model was trained on.
+``labels`` are always the next-frame labels (Eq. 8), whatever horizon a model was trained on,
+so the link is blocked *now* at window t when the label of window t - 1 is.
 """
 from __future__ import annotations
 
 import numpy as np
 
-FRAME_PERIOD_MS = 300.0            # the testbed's frame period (Section IV-B)
-ONSET_FRAMES_AHEAD = (1, 2, 3, 5)  # 0.3, 0.6, 0.9, 1.5 s
+from ..constants import DEFAULT_DECISION_THRESHOLD, FRAME_PERIOD_MS, ONSET_FRAMES_AHEAD
+
 DEFAULT_MAX_FALSE_ALARMS_PER_MIN = 1.0
+FALSE_ALARM_DEFINITIONS = ('proactive', 'legacy')
 
 
 def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
@@ -96,10 +108,38 @@ def lead_frames(alarm: np.ndarray, labels: np.ndarray, groups: np.ndarray) -> np
     return np.array(leads, dtype=np.int64)
 
 
-def false_alarms(alarm: np.ndarray, labels: np.ndarray, groups: np.ndarray) -> int:
-    """Runs of alarms on clear windows that do not run into an onset (an alarm run that goes
-    on until the blockage is an early warning, not a false alarm)."""
+def false_alarms(alarm: np.ndarray, labels: np.ndarray, groups: np.ndarray, *,
+                 definition: str = 'proactive', horizon: int = 1) -> int:
+    """False alarms of binary ``alarm``s by ``definition`` (see the module docstring).
+
+    ``proactive``: alarm runs that start on a window whose link is clear now (the previous
+    window's label is clear, or the window starts its scenario), whose next ``horizon``
+    frames are all clear, and that end before any blocked frame: a run that is still on when
+    the blockage comes is an early warning (onset recall k frames ahead counts it), however
+    early it started. ``legacy``: runs of alarms on clear windows that do not run into an
+    onset, the alarm left on after a blockage included."""
     alarm, labels = np.asarray(alarm, bool), np.asarray(labels)
+    if definition == 'legacy':
+        return _legacy_false_alarms(alarm, labels, groups)
+    if definition != 'proactive':
+        raise ValueError(f'unknown false-alarm definition {definition!r}; choose from '
+                         f'{FALSE_ALARM_DEFINITIONS}')
+    starts = _starts(groups)
+    blocked_now = persistence_alarm(labels, groups)
+    ahead = horizon_labels(labels, groups, horizon) == 1
+    count = 0
+    for i in np.flatnonzero(alarm & (starts | ~np.r_[False, alarm[:-1]])):   # run starts
+        if blocked_now[i] or ahead[i]:
+            continue
+        j = i
+        while j < len(alarm) and alarm[j] and (j == i or not starts[j]) and labels[j] == 0:
+            j += 1
+        reaches_blockage = (j < len(alarm) and alarm[j] and not starts[j])   # labels[j] == 1
+        count += 0 if reaches_blockage else 1
+    return count
+
+
+def _legacy_false_alarms(alarm: np.ndarray, labels: np.ndarray, groups: np.ndarray) -> int:
     starts = _starts(groups)
     count, i, n = 0, 0, len(alarm)
     while i < n:
@@ -115,35 +155,63 @@ def false_alarms(alarm: np.ndarray, labels: np.ndarray, groups: np.ndarray) -> i
     return count
 
 
+def late_all_clears(alarm: np.ndarray, labels: np.ndarray, groups: np.ndarray) -> tuple[int, int]:
+    """(blockage ends the alarm runs past, alarmed clear windows in those tails): a blockage
+    ends at window e when e is labelled blocked and e + 1 (same scenario) clear; window e + 1
+    sees the last blocked frame and should say clear. The tail is the run of alarms on clear
+    windows from e + 1 on."""
+    alarm, labels = np.asarray(alarm, bool), np.asarray(labels)
+    starts = _starts(groups)
+    ends = np.flatnonzero((labels[:-1] == 1) & (labels[1:] == 0) & ~starts[1:]) + 1
+    count = frames = 0
+    for i in ends:
+        if not alarm[i]:
+            continue
+        count += 1
+        j = i
+        while j < len(alarm) and alarm[j] and labels[j] == 0 and (j == i or not starts[j]):
+            frames += 1
+            j += 1
+    return count, frames
+
+
 def clear_minutes(labels: np.ndarray, period_ms: float = FRAME_PERIOD_MS) -> float:
     return float((np.asarray(labels) == 0).sum()) * period_ms / 60_000.0
 
 
 def alarm_scores(alarm: np.ndarray, labels: np.ndarray, groups: np.ndarray, *,
-                 period_ms: float = FRAME_PERIOD_MS) -> dict:
-    """Onset recall 1/2/3/5 frames ahead, lead times and false alarms of binary alarms."""
+                 period_ms: float = FRAME_PERIOD_MS, definition: str = 'proactive',
+                 horizon: int = 1) -> dict:
+    """Onset recall 1/2/3/5 frames ahead, lead times, false alarms and late all-clears of
+    binary alarms."""
     leads = lead_frames(alarm, labels, groups)
     minutes = clear_minutes(labels, period_ms)
-    n_false = false_alarms(alarm, labels, groups)
+    n_false = false_alarms(alarm, labels, groups, definition=definition, horizon=horizon)
+    n_late, late_frames = late_all_clears(alarm, labels, groups)
     out = {'onsets': int(len(leads)),
            'onset_recall_ahead': {str(k): float((leads >= k).mean()) if len(leads)
                                   else float('nan') for k in ONSET_FRAMES_AHEAD},
            'lead_frames': leads.tolist(),
            'median_lead_ms': float(np.median(leads) * period_ms) if len(leads) else float('nan'),
+           'false_alarm_definition': definition,
            'false_alarms': n_false, 'clear_minutes': minutes,
-           'false_alarms_per_min': n_false / minutes if minutes > 0 else float('nan')}
+           'false_alarms_per_min': n_false / minutes if minutes > 0 else float('nan'),
+           'late_all_clears': n_late, 'late_all_clear_frames': late_frames,
+           'late_all_clears_per_min': n_late / minutes if minutes > 0 else float('nan')}
     return out
 
 
 def recall_at_false_alarm_rate(p_blocked: np.ndarray, labels: np.ndarray, groups: np.ndarray, *,
                                max_per_min: float = DEFAULT_MAX_FALSE_ALARMS_PER_MIN,
-                               period_ms: float = FRAME_PERIOD_MS) -> dict:
+                               period_ms: float = FRAME_PERIOD_MS,
+                               definition: str = 'proactive', horizon: int = 1) -> dict:
     """Onset recall (1 frame ahead) at the lowest grid threshold (0.01 ... 1.0) whose false
     alarms per minute of clear link are at most ``max_per_min``."""
     minutes = clear_minutes(labels, period_ms)
     for threshold in np.round(np.arange(0.01, 1.001, 0.01), 2):
         alarm = p_blocked >= threshold
-        rate = false_alarms(alarm, labels, groups) / minutes if minutes > 0 else 0.0
+        n_false = false_alarms(alarm, labels, groups, definition=definition, horizon=horizon)
+        rate = n_false / minutes if minutes > 0 else 0.0
         if rate <= max_per_min:
             leads = lead_frames(alarm, labels, groups)
             return {'max_false_alarms_per_min': max_per_min, 'threshold': float(threshold),
@@ -164,24 +232,62 @@ def persistence_alarm(labels: np.ndarray, groups: np.ndarray) -> np.ndarray:
 def prediction_scores(p_blocked: np.ndarray, labels: np.ndarray, groups: np.ndarray, *,
                       threshold: float, target: np.ndarray | None = None,
                       max_false_alarms_per_min: float = DEFAULT_MAX_FALSE_ALARMS_PER_MIN,
-                      period_ms: float = FRAME_PERIOD_MS) -> dict:
+                      period_ms: float = FRAME_PERIOD_MS, definition: str = 'proactive',
+                      horizon: int = 1) -> dict:
     """Every metric above for one predictor, on time-ordered windows. ``target``: the label
-    the model was trained for (horizon labels), for accuracy and AUROC; default ``labels``."""
+    the model was trained for (horizon labels), for accuracy and AUROC; default ``labels``.
+    ``horizon``: the label horizon of the proactive false-alarm definition."""
     target = labels if target is None else target
     alarm = p_blocked >= threshold
     return {'accuracy': float((alarm == (target == 1)).mean()) if len(target) else float('nan'),
             'auroc': auroc(p_blocked, target),
-            **alarm_scores(alarm, labels, groups, period_ms=period_ms),
+            **alarm_scores(alarm, labels, groups, period_ms=period_ms, definition=definition,
+                           horizon=horizon),
             'at_fixed_false_alarm_rate': recall_at_false_alarm_rate(
                 p_blocked, labels, groups, max_per_min=max_false_alarms_per_min,
-                period_ms=period_ms)}
+                period_ms=period_ms, definition=definition, horizon=horizon)}
+
+
+def node_decision_p(p_blocked: np.ndarray, labels: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """p of the decision the node acts on: the model's p, or 1 when the own link is measured
+    below S_th now (the reactive floor), so it alarms at any threshold."""
+    return np.maximum(np.asarray(p_blocked, float),
+                      persistence_alarm(labels, groups).astype(float))
 
 
 def baseline_scores(labels: np.ndarray, groups: np.ndarray, *, target: np.ndarray | None = None,
-                    period_ms: float = FRAME_PERIOD_MS) -> dict:
+                    period_ms: float = FRAME_PERIOD_MS, definition: str = 'proactive',
+                    horizon: int = 1,
+                    max_false_alarms_per_min: float = DEFAULT_MAX_FALSE_ALARMS_PER_MIN) -> dict:
     """Persistence and always-clear, scored like a model (their p is 0 or 1)."""
     persistence = persistence_alarm(labels, groups).astype(float)
     clear = np.zeros(len(labels))
-    return {name: prediction_scores(p, labels, groups, threshold=0.5, target=target,
-                                    period_ms=period_ms)
+    return {name: prediction_scores(p, labels, groups, threshold=DEFAULT_DECISION_THRESHOLD,
+                                    target=target, period_ms=period_ms, definition=definition,
+                                    horizon=horizon,
+                                    max_false_alarms_per_min=max_false_alarms_per_min)
             for name, p in (('persistence', persistence), ('always_clear', clear))}
+
+
+def score_predictions(p_blocked: np.ndarray, labels: np.ndarray, groups: np.ndarray, *,
+                      threshold: float, horizon: int = 1, definition: str = 'proactive',
+                      max_false_alarms_per_min: float = DEFAULT_MAX_FALSE_ALARMS_PER_MIN) -> dict:
+    """The model, the node's decision (model OR reactive floor) and the baselines on
+    time-ordered windows with next-frame ``labels``: what ``evaluate`` reports beside accuracy,
+    and what a stored run is scored again from when the definition changes."""
+    p_blocked, labels = np.asarray(p_blocked, float), np.asarray(labels, np.float32)
+    groups = np.asarray(groups)
+    target = horizon_labels(labels, groups, horizon)
+    kw = dict(target=target, definition=definition, horizon=horizon,
+              max_false_alarms_per_min=max_false_alarms_per_min)
+    model = prediction_scores(p_blocked, labels, groups, threshold=threshold, **kw)
+    node = prediction_scores(node_decision_p(p_blocked, labels, groups), labels, groups,
+                             threshold=threshold, **kw)
+    return {'label_horizon_frames': horizon, 'false_alarm_definition': definition,
+            'auroc': model['auroc'],
+            **{k: model[k] for k in ('onset_recall_ahead', 'lead_frames', 'median_lead_ms',
+                                     'false_alarms', 'clear_minutes', 'false_alarms_per_min',
+                                     'late_all_clears', 'late_all_clear_frames',
+                                     'late_all_clears_per_min', 'at_fixed_false_alarm_rate')},
+            'node_decision': node,
+            'baselines': baseline_scores(labels, groups, **kw)}

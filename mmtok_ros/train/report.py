@@ -80,13 +80,14 @@ def plot_accuracy_latency(rows: list[dict], path: Path, *, ylabel: str = 'accura
 
 
 def _prediction_cells(r: dict) -> str:
-    """AUROC, onset recall 1/2/3/5 frames ahead, median lead, false alarms, recall at the fixed
-    false-alarm rate (pooled over folds x seeds); dashes for beam rows."""
+    """AUROC, onset recall 1/2/3/5 frames ahead, median lead, false alarms, late all-clears,
+    recall at the fixed false-alarm rate (pooled over folds x seeds); dashes for beam rows."""
     if 'auroc_mean' not in r:
-        return '- | - | - | - | -'
-    ahead = ' / '.join(f"{r['onset_recall_ahead'][k]:.2f}" for k in ('1', '2', '3', '5'))
+        return '- | - | - | - | - | -'
+    ahead = ' / '.join(f"{v:.2f}" for v in r['onset_recall_ahead'].values())
     return (f"{r['auroc_mean']:.3f} | {ahead} | {r['median_lead_ms']:.0f} | "
-            f"{r['false_alarms_per_min']:.2f} | {r['recall_at_fixed_false_alarm_rate']:.2f}")
+            f"{r['false_alarms_per_min']:.2f} | {r.get('late_all_clears_per_min', float('nan')):.2f}"
+            f" | {r['recall_at_fixed_false_alarm_rate']:.2f}")
 
 
 def markdown_table(rows: list[dict], title: str, baselines: dict | None = None) -> str:
@@ -96,9 +97,10 @@ def markdown_table(rows: list[dict], title: str, baselines: dict | None = None) 
                   else 'onset recall at fixed FA')
     lines = [f'### {title}', '',
              '| method | accuracy [%] | onsets announced | AUROC | onset recall 1 / 2 / 3 / 5 frames '
-             f'ahead | median lead [ms] | false alarms / min | {fixed_head} | latency [ms] | '
-             'peak memory [MB] | GFLOPs | tokens per layer | learned r_l |',
-             '|---|---|---|---|---|---|---|---|---|---|---|---|---|']
+             f'ahead | median lead [ms] | false alarms / min | late all-clears / min | '
+             f'{fixed_head} | latency [ms] | peak memory [MB] | GFLOPs | tokens per layer | '
+             'learned r_l |',
+             '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|']
     for r in rows:
         onsets = f"{r['onsets_predicted']}/{r['onsets']}" if r.get('onsets') is not None else '-'
         ratios = ','.join(f'{v:.3f}' for v in r.get('keep_ratios_mean') or []) or '-'
@@ -111,6 +113,23 @@ def markdown_table(rows: list[dict], title: str, baselines: dict | None = None) 
         lines.append(f"| {name.replace('_', ' ')} (baseline) | {100 * b['accuracy_mean']:.2f} ± "
                      f"{100 * b['accuracy_std']:.2f} | - | {_prediction_cells(b)} | - | - | - | - "
                      '| - |')
+    return '\n'.join(lines) + '\n'
+
+
+def node_decision_table(rows: list[dict]) -> str:
+    """Per method, the decision the node acts on (the model OR the own link measured below
+    S_th now, its reactive floor), pooled over folds x seeds."""
+    node_rows = [r for r in rows if r['crossval'].get('node_decision')]
+    if not node_rows:
+        return ''
+    lines = ['', '#### The decision the node acts on (model OR own link below S_th)', '',
+             '| method | accuracy [%] | AUROC | onset recall 1 / 2 / 3 / 5 frames ahead | '
+             'median lead [ms] | false alarms / min | late all-clears / min | onset recall at '
+             'fixed FA |', '|---|---|---|---|---|---|---|---|']
+    for r in node_rows:
+        n = r['crossval']['node_decision']
+        lines.append(f"| {r['label']} | {100 * n['accuracy_mean']:.2f} ± "
+                     f"{100 * n['accuracy_std']:.2f} | {_prediction_cells(n)} |")
     return '\n'.join(lines) + '\n'
 
 
@@ -132,8 +151,10 @@ def keep_ratio_gradient_table(rows: list[dict], tc: TrainConfig) -> str:
         steps = [r['steps_per_epoch'] * len(r['keep_ratio_grad']) for r in runs
                  if r.get('steps_per_epoch')]
         n_steps = int(np.mean(steps)) if steps else 0
+        held = int(tc.keep_ratio_hold_fraction * n_steps)   # r_l frozen for these steps
         lr_sum = tc.keep_ratio_lr * sum(
-            lr_factor(i, warmup=warmup_steps(tc, n_steps), total=n_steps) for i in range(n_steps))
+            lr_factor(i, warmup=warmup_steps(tc, n_steps), total=n_steps)
+            for i in range(held, n_steps))
         if not lines:
             lines = ['', f'#### Keep-ratio gradients (r_l learning rate {tc.keep_ratio_lr:g}, '
                          'Adam; dL/dr_l through Eq. 18 and 19, per step)', '',
@@ -148,14 +169,27 @@ def keep_ratio_gradient_table(rows: list[dict], tc: TrainConfig) -> str:
     return '\n'.join(lines) + ('\n' if lines else '')
 
 
+def _model_option_note(options: dict | None) -> str:
+    options = options or {}
+    notes = []
+    if options.get('rssi_tokens', 'routed') != 'routed':
+        notes.append(f"RSSI tokens {options['rssi_tokens']}")
+    if options.get('keep_ratio_bracket', 1) != 1:
+        notes.append(f"Eq. 18 bracket Δ={options['keep_ratio_bracket']}")
+    return ''.join(f', {n}' for n in notes)
+
+
 def run_report(data: WindowDataset, *, preset_name: str, methods: list[str], gammas: list[float],
                folds: int, seeds: list[int], tc: TrainConfig, out_dir: str | Path,
                max_folds: int | None = None, bench_reps: int = 7, progress: bool = True,
                group_kinds: list[str] | None = None, horizon: int = 1,
-               ablation_gamma: float = 0.3) -> list[dict]:
+               ablation_gamma: float = 0.3, metrics: str = 'proactive',
+               model_options: dict | None = None) -> list[dict]:
     """``group_kinds``: leave-kinds-out folds (kind of each group) instead of folds by
     scenario; ``horizon``: the label horizon in frames (1: the paper's next frame);
-    ``ablation_gamma``: gamma' of the three ablations (the paper's Tables IV-V: 0.3).
+    ``ablation_gamma``: gamma' of the three ablations (the paper's Tables IV-V: 0.3);
+    ``metrics``: the false-alarm definition (``metrics.FALSE_ALARM_DEFINITIONS``);
+    ``model_options``: ``ModelConfig`` fields set for every method (``rssi_tokens``...).
 
     Every run is stored in ``out_dir/runs`` and reused by a later call with the same settings;
     several processes may share one ``out_dir`` (each trains the runs nobody else has). The
@@ -168,11 +202,11 @@ def run_report(data: WindowDataset, *, preset_name: str, methods: list[str], gam
     for method in methods:
         for gamma in (gammas if method == 'routed'
                       else [ablation_gamma if method in ROUTED_METHODS else None]):
-            cfg = preset(preset_name, method=method,
+            cfg = preset(preset_name, method=method, **(model_options or {}),
                          **({} if gamma is None else {'target_keep_ratio': gamma}))
             cv = cross_validate(cfg, data, folds=folds, seeds=seeds, tc=tc, max_folds=max_folds,
                                 progress=progress, group_kinds=group_kinds, horizon=horizon,
-                                store=store)
+                                store=store, metrics=metrics)
             pending += cv['runs_pending']
             ratios = [r['keep_ratios'] for r in cv['runs'] if r['keep_ratios']]
             rows.append({'method': method, 'gamma': gamma,
@@ -186,6 +220,7 @@ def run_report(data: WindowDataset, *, preset_name: str, methods: list[str], gam
                             if all('onsets' in r for r in cv['runs']) else {}),
                          **{k: cv[k] for k in ('auroc_mean', 'onset_recall_ahead',
                                                'median_lead_ms', 'false_alarms_per_min',
+                                               'late_all_clears_per_min',
                                                'recall_at_fixed_false_alarm_rate',
                                                'max_false_alarms_per_min') if k in cv},
                          'crossval': cv})
@@ -214,10 +249,12 @@ def run_report(data: WindowDataset, *, preset_name: str, methods: list[str], gam
              f"{f', label horizon {horizon} frames' if horizon > 1 else ''}"
              f"{'' if tc.down_pass_grad else ', Eq. 18 K_down pass without autograd'}"
              f"{f', threshold from {tc.threshold_windows} training windows' if tc.threshold_windows else ''}"
-             f"; {latency_note}")
+             f"{_model_option_note(model_options)}"
+             f"{f', r_l held for {tc.keep_ratio_hold_fraction:g} of the steps' if tc.keep_ratio_hold_fraction else ''}"
+             f", false alarms: {metrics} definition; {latency_note}")
     (out_dir / 'table6.md').write_text(
         markdown_table(rows, title, rows[0]['crossval'].get('baselines'))
-        + keep_ratio_gradient_table(rows, tc))
+        + node_decision_table(rows) + keep_ratio_gradient_table(rows, tc))
     (out_dir / 'table6.json').write_text(json.dumps(rows, indent=2) + '\n')
     plot_keep_ratios(rows, out_dir / 'keep_ratios.png')
     if 'latency_ms_median' in rows[0]:

@@ -2,15 +2,16 @@
 
 The paper's defaults (Section IV: lr 1e-4, weight decay 0.01, batch 16) with AdamW: the decay
 is decoupled and applies to the weight matrices of linear and convolution layers only, not to
-norms, biases, embeddings, the CLS and ``missing`` tokens, or the keep ratios r_l (coupled L2
-on everything held the link-status head down; issue 16). After training, the decision
-threshold is chosen on the training windows and returned in the history.
+norms, biases, embeddings, the CLS and ``missing`` tokens, or the keep ratios r_l (a scalar
+that only scales a token or a count has no size to regularise). After training, the decision
+threshold is chosen on the training windows, and the model's accuracy there is scored beside
+persistence's; both go into the history.
 """
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from functools import partial
 
 import numpy as np
@@ -18,58 +19,13 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from ..constants import DEFAULT_DECISION_THRESHOLD
 from ..devices import resolve_device
 from ..model import ModelConfig, MultiModalTransformer
 from . import distributed
+from .config import TrainConfig
 from .dataset import WindowDataset
-from .metrics import (DEFAULT_MAX_FALSE_ALARMS_PER_MIN, baseline_scores, horizon_labels,
-                      prediction_scores)
-
-
-@dataclass
-class TrainConfig:
-    epochs: int = 20
-    batch_size: int = 16
-    lr: float = 1e-4
-    weight_decay: float = 0.01
-    decay_norms_and_biases: bool = False   # True: the coupled-L2 behaviour of before (Adam)
-    # r_l's own learning rate (beyond the paper, which trains r_l with everything else at
-    # 1e-4): Adam moves a parameter by about its learning rate per step, so at 1e-4 a keep
-    # ratio cannot leave its initial value in the few hundred steps a CPU run has. 2e-3 lets
-    # r_l travel ~0.1 in about 100 steps of consistent gradient; it has no weight decay.
-    keep_ratio_lr: float = 2e-3
-    seed: int = 0
-    device: str | None = None          # None: CUDA when available, else CPU
-    balance_classes: bool = True       # binary task: weight the rarer 'blocked' class up
-    grad_clip: float = 1.0             # gradient-norm clip of the weights (0: off); r_l are not in it
-    warmup_fraction: float = 0.05      # linear warm-up, then cosine decay to 10 % of lr
-    # Transition focus (beyond the paper): each epoch keeps every window within
-    # ``transition_radius`` windows of a label change and only ``steady_fraction`` of the others
-    # (a fresh random draw per epoch). Blockage onsets are a few percent of the windows, and
-    # persistence already explains the steady ones, so this spends the steps where a proactive
-    # handover is decided. 1.0: every window, every epoch (the paper's protocol).
-    steady_fraction: float = 1.0
-    transition_radius: int = 3
-    # Modality dropout (beyond the paper): each frame's modality is marked absent with this
-    # probability, so the learned ``missing`` token is trained and a silent sensor degrades
-    # the prediction instead of wrecking it. 0: off.
-    modality_dropout: float = 0.0
-    # Eq. 18's K_down pass with autograd (the paper). False: the K_down pass runs without
-    # autograd; output and dL/dr_l are unchanged, the weights get the K_up pass's gradient,
-    # and a routed training step costs about a third less (``RoutedLayer.down_pass_grad``).
-    down_pass_grad: bool = True
-    # Decision threshold: the p_blocked at which the training windows are classified best
-    # (accuracy), chosen after training on at most this many training windows (all windows near
-    # a label change plus a weighted sample of the steady ones); 0: keep 0.5.
-    threshold_windows: int = 1024
-
-    def __post_init__(self) -> None:
-        if not 0.0 < self.steady_fraction <= 1.0:
-            raise ValueError(f'steady_fraction must be in (0, 1], got {self.steady_fraction}')
-        if not 0.0 <= self.modality_dropout < 1.0:
-            raise ValueError(f'modality_dropout must be in [0, 1), got {self.modality_dropout}')
-        if self.keep_ratio_lr <= 0:
-            raise ValueError(f'keep_ratio_lr must be positive, got {self.keep_ratio_lr}')
+from .metrics import DEFAULT_MAX_FALSE_ALARMS_PER_MIN, persistence_alarm, score_predictions
 
 
 def task_loss(logits: torch.Tensor, labels: torch.Tensor, pos_weight: torch.Tensor | None):
@@ -118,10 +74,10 @@ def warmup_steps(tc: TrainConfig, total: int) -> int:
 def clip_weight_gradients(groups: list[dict], max_norm: float) -> float:
     """Clip the weights' gradient norm to ``max_norm``; the keep ratios stay out of it.
 
-    Their dL/dr_l (Eq. 18: N times one token's effect) is largest on the transition batches,
-    where the weights' gradient norm is largest too (40-120 against 1.6-4 on steady batches,
-    measured on the shipped model), so a shared clip scaled exactly those steps down and r_l
-    followed the quiet batches rather than their mean gradient. Adam needs no clip for them."""
+    Their dL/dr_l (Eq. 18: N times one token's effect) is largest on the batches where the
+    weights' gradient norm is largest too, so a shared clip would scale exactly those steps
+    down and r_l would follow the quiet batches rather than their mean gradient (docs/model.md,
+    "How the keep ratios are trained"). Adam needs no clip for them."""
     weights = [p for g in groups if g.get('name') != 'keep_ratios' for p in g['params']]
     return float(torch.nn.utils.clip_grad_norm_(weights, max_norm))
 
@@ -174,19 +130,22 @@ def train_model(cfg: ModelConfig, data: WindowDataset, tc: TrainConfig = TrainCo
         if 0 < positives < total:
             pos_weight = torch.tensor((total - positives) / positives, device=device)
     history = {'epoch_loss': [], 'keep_ratios': [], 'keep_ratio_grad': [],
-               'keep_ratio_grad_rms': [], 'seconds': 0.0}
+               'keep_ratio_grad_rms': [], 'keep_ratio_sign_consistency': [], 'seconds': 0.0}
     ratio_params = [layer.keep_ratio for layer in model.routed_layers()
                     if layer.keep_ratio.requires_grad]
     per_epoch = len(epoch_rows(data, tc, np.random.default_rng(0), near))
     steps = math.ceil(per_epoch / tc.batch_size)
     total_steps = tc.epochs * steps
     warmup = warmup_steps(tc, total_steps)
+    hold = int(tc.keep_ratio_hold_fraction * total_steps)   # steps with r_l frozen
+    history['keep_ratio_hold_steps'] = hold
     schedule = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda i: lr_factor(i, warmup=warmup, total=total_steps))
     net = distributed.wrap(model, ctx, device)   # DDP under torchrun, else ``model``
     start = time.perf_counter()
     bar = tqdm(total=tc.epochs * steps, desc=desc, disable=not progress or not ctx.is_main,
                leave=False)
+    step = 0
     for _ in range(tc.epochs):
         order = epoch_rows(data, tc, rng, near)
         total = 0.0
@@ -212,10 +171,13 @@ def train_model(cfg: ModelConfig, data: WindowDataset, tc: TrainConfig = TrainCo
                 g = 0.0 if p.grad is None else float(p.grad)
                 ratio_grad[j] += g
                 ratio_grad_sq[j] += g * g
+                if step < hold:
+                    p.grad = None        # held: logged above, not applied (AdamW skips it)
             if tc.grad_clip:
                 clip_weight_gradients(groups, tc.grad_clip)
             opt.step()
             schedule.step()
+            step += 1
             total += float(loss.detach()) * len(rows)
             bar.update(1)
         total = distributed.mean_over_ranks(total, ctx)   # the global batches' loss
@@ -224,7 +186,13 @@ def train_model(cfg: ModelConfig, data: WindowDataset, tc: TrainConfig = TrainCo
         history['keep_ratio_grad'].append((ratio_grad / steps).tolist())   # mean per step
         # mean / rms is how consistent the gradient's sign is: Adam moves r_l by about
         # lr * mean / rms per step, whatever the gradient's size
-        history['keep_ratio_grad_rms'].append((ratio_grad_sq / steps).sqrt().tolist())
+        rms = (ratio_grad_sq / steps).sqrt()
+        history['keep_ratio_grad_rms'].append(rms.tolist())
+        # signed mean / rms per layer: +-1 when every step pushes r_l the same way, about
+        # +-1/sqrt(steps) for a gradient of random sign
+        history['keep_ratio_sign_consistency'].append(
+            torch.where(rms > 0, ratio_grad / steps / rms.clamp_min(1e-30),
+                        torch.zeros_like(rms)).clamp(-1.0, 1.0).tolist())
         bar.set_postfix(loss=f"{history['epoch_loss'][-1]:.3f}")
     bar.close()
     history['seconds'] = time.perf_counter() - start
@@ -238,10 +206,17 @@ def train_model(cfg: ModelConfig, data: WindowDataset, tc: TrainConfig = TrainCo
     for layer in model.routed_layers():
         layer.down_pass_grad = True
     model.eval()
-    if cfg.n_classes == 1 and tc.threshold_windows > 0:
-        history['decision_threshold'] = distributed.from_main(lambda: choose_threshold(
-            model, data, max_windows=tc.threshold_windows, radius=tc.transition_radius,
-            seed=tc.seed), ctx)
+    if cfg.n_classes == 1:
+        summary = distributed.from_main(lambda: training_window_scores(
+            model, data, max_windows=tc.threshold_windows or 1024,
+            choose=tc.threshold_windows > 0, radius=tc.transition_radius, seed=tc.seed), ctx)
+        history['train_windows'] = summary
+        if tc.threshold_windows > 0:
+            history['decision_threshold'] = {
+                'value': summary['threshold'], 'criterion': 'accuracy on training windows',
+                'train_accuracy': summary['accuracy'],
+                'train_accuracy_at_0.5': summary['accuracy_at_default_threshold'],
+                'n_windows': summary['n_windows'], 'of_windows': summary['of_windows']}
     return model, history
 
 
@@ -259,11 +234,11 @@ def accuracy_optimal_threshold(p_blocked: np.ndarray, labels: np.ndarray,
     return float(grid[i]), float(accuracy[i])
 
 
-def choose_threshold(model: MultiModalTransformer, data: WindowDataset, *, max_windows: int,
-                     radius: int = 3, seed: int = 0) -> dict:
-    """The decision threshold chosen on (training) windows: every window near a label change
-    and a random sample of the steady ones, weighted back to their share, so that at most
-    ``max_windows`` windows cost an inference pass."""
+def training_window_sample(data: WindowDataset, *, max_windows: int, radius: int = 3,
+                           seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, weights): every window near a label change and a random sample of the steady
+    ones, weighted back to their share, so that at most ``max_windows`` windows (plus the
+    near ones) cost an inference pass."""
     rows, weights = np.arange(len(data)), np.ones(len(data))
     if len(data) > max_windows:
         near = data.near_transition(radius)
@@ -273,13 +248,52 @@ def choose_threshold(model: MultiModalTransformer, data: WindowDataset, *, max_w
         rows = np.concatenate([np.flatnonzero(near), keep])
         weights = np.concatenate([np.ones(int(near.sum())), np.full(n_steady,
                                                                      len(steady) / n_steady)])
+    return rows, weights
+
+
+def persistence_prediction(data: WindowDataset) -> np.ndarray:
+    """(W,) bool in ``data``'s row order: the link is blocked now (the previous window of the
+    scenario has a blocked next frame), persistence's prediction of any horizon's label."""
+    order = np.lexsort((data.newest_stamp_ns, data.groups))
+    out = np.zeros(len(data), bool)
+    out[order] = persistence_alarm(data.next_frame_labels()[order], data.groups[order])
+    return out
+
+
+def training_window_scores(model: MultiModalTransformer, data: WindowDataset, *,
+                           max_windows: int, choose: bool = True, radius: int = 3,
+                           seed: int = 0) -> dict:
+    """The model on (training) windows beside persistence and always-clear, all weighted
+    accuracies on the sample of ``training_window_sample``; ``choose``: the decision threshold
+    is the one that classifies the sample best, else the default."""
+    rows, weights = training_window_sample(data, max_windows=max_windows, radius=radius,
+                                           seed=seed)
     sub = data.subset(rows)
+    labels = sub.labels == 1
     p_blocked = torch.sigmoid(torch.from_numpy(predict(model, sub)[:, 0])).numpy()
-    threshold, accuracy = accuracy_optimal_threshold(p_blocked, sub.labels, weights)
-    half = float((((p_blocked >= 0.5) == (sub.labels == 1)) * weights).sum() / weights.sum())
-    return {'value': threshold, 'criterion': 'accuracy on training windows',
-            'train_accuracy': accuracy, 'train_accuracy_at_0.5': half,
+
+    def accuracy(pred):
+        return float(((pred == labels) * weights).sum() / weights.sum())
+
+    if choose:
+        threshold, _ = accuracy_optimal_threshold(p_blocked, sub.labels, weights)
+    else:
+        threshold = DEFAULT_DECISION_THRESHOLD
+    return {'threshold': threshold, 'accuracy': accuracy(p_blocked >= threshold),
+            'accuracy_at_default_threshold': accuracy(p_blocked >= DEFAULT_DECISION_THRESHOLD),
+            'persistence_accuracy': accuracy(persistence_prediction(data)[rows]),
+            'always_clear_accuracy': accuracy(np.zeros(len(rows), bool)),
             'n_windows': int(len(rows)), 'of_windows': int(len(data))}
+
+
+def choose_threshold(model: MultiModalTransformer, data: WindowDataset, *, max_windows: int,
+                     radius: int = 3, seed: int = 0) -> dict:
+    """The decision threshold chosen on (training) windows (``training_window_scores``)."""
+    s = training_window_scores(model, data, max_windows=max_windows, radius=radius, seed=seed)
+    return {'value': s['threshold'], 'criterion': 'accuracy on training windows',
+            'train_accuracy': s['accuracy'],
+            'train_accuracy_at_0.5': s['accuracy_at_default_threshold'],
+            'n_windows': s['n_windows'], 'of_windows': s['of_windows']}
 
 
 @torch.no_grad()
@@ -318,43 +332,72 @@ def onset_scores(data: WindowDataset, pred: np.ndarray) -> dict:
 
 
 def evaluate(model: MultiModalTransformer, data: WindowDataset, *, batch_size: int = 16,
-             threshold: float = 0.5, horizon: int = 1,
-             max_false_alarms_per_min: float = DEFAULT_MAX_FALSE_ALARMS_PER_MIN) -> dict:
+             threshold: float = DEFAULT_DECISION_THRESHOLD, horizon: int = 1,
+             max_false_alarms_per_min: float = DEFAULT_MAX_FALSE_ALARMS_PER_MIN,
+             metrics: str = 'proactive', keep_predictions: bool = False) -> dict:
     """Accuracy (and blocked-class precision/recall, or top-k for beams) on ``data``; a window
     is predicted blocked when p_blocked >= ``threshold`` (the node's ``blocked_threshold``).
 
-    Link status also gets the metrics of ``metrics.py`` (AUROC, onset recall 1/2/3/5 frames
-    ahead, lead time, false alarms per minute of clear link, onset recall at a fixed
-    false-alarm rate) and the persistence and always-clear baselines. ``horizon`` H > 1:
-    accuracy, precision, recall and AUROC are against 'blocked within the next H frames'."""
+    Link status also gets the metrics of ``metrics.py`` (AUROC, onset recall ahead, lead time,
+    false alarms by the ``metrics`` definition and late all-clears per minute of clear link,
+    onset recall at a fixed false-alarm rate), the node's decision (model OR reactive floor)
+    and the persistence and always-clear baselines. ``horizon`` H > 1: accuracy, precision,
+    recall and AUROC are against 'blocked within the next H frames'. ``keep_predictions``:
+    also return the time-ordered p_blocked, labels and groups (``predictions``), from which
+    ``rescore`` computes the scores again under another definition."""
     logits = predict(model, data, batch_size=batch_size)
     labels = data.labels
     if logits.shape[1] == 1:
         p_blocked = torch.sigmoid(torch.from_numpy(logits[:, 0])).numpy()  # as node, emulate
         order, sorted_labels, groups, _ = data._in_time_order()
-        target = horizon_labels(sorted_labels, groups, horizon)
-        labels = np.empty_like(target)
-        labels[order] = target                       # the horizon label, in data's row order
-        scores = prediction_scores(p_blocked[order], sorted_labels, groups, threshold=threshold,
-                                   target=target, max_false_alarms_per_min=max_false_alarms_per_min)
-        extra = {'label_horizon_frames': horizon, 'auroc': scores['auroc'],
-                 **{k: scores[k] for k in ('onset_recall_ahead', 'lead_frames', 'median_lead_ms',
-                                           'false_alarms', 'clear_minutes',
-                                           'false_alarms_per_min', 'at_fixed_false_alarm_rate')},
-                 'baselines': baseline_scores(sorted_labels, groups, target=target)}
-        pred = (p_blocked >= threshold).astype(np.float32)
-        tp = float(((pred == 1) & (labels == 1)).sum())
-        correct = int((pred == labels).sum())
-        return {'n': int(len(labels)), 'threshold': threshold,
-                'accuracy': correct / len(labels) if len(labels) else float('nan'),
-                'accuracy_ci95_wilson': wilson_interval(correct, len(labels)),
-                'precision_blocked': tp / max(1.0, float(pred.sum())),
-                'recall_blocked': tp / max(1.0, float(labels.sum())),
-                'blocked_fraction': float(labels.mean()) if len(labels) else float('nan'),
-                **onset_scores(data, pred), **extra}
+        extra = score_predictions(p_blocked[order], sorted_labels, groups, threshold=threshold,
+                                  horizon=horizon, definition=metrics,
+                                  max_false_alarms_per_min=max_false_alarms_per_min)
+        if keep_predictions:
+            extra['predictions'] = {'p_blocked': np.round(p_blocked[order], 6).tolist(),
+                                    'labels': sorted_labels.tolist(), 'groups': groups.tolist(),
+                                    'max_false_alarms_per_min': max_false_alarms_per_min}
+        target = horizon_labels_in_row_order(data, horizon)
+        return {**_binary_scores(p_blocked >= threshold, target), 'threshold': threshold,
+                **onset_scores(data, (p_blocked >= threshold).astype(np.float32)), **extra}
     ranked = np.argsort(-logits, axis=1)
     result = {'n': int(len(labels))}
     for k in (1, 3, 5):
         result[f'top{k}'] = float((ranked[:, :k] == labels[:, None]).any(1).mean())
     result['accuracy'] = result['top1']
     return result
+
+
+def horizon_labels_in_row_order(data: WindowDataset, horizon: int) -> np.ndarray:
+    from .metrics import horizon_labels
+    order, sorted_labels, groups, _ = data._in_time_order()
+    labels = np.empty_like(sorted_labels)
+    labels[order] = horizon_labels(sorted_labels, groups, horizon)
+    return labels
+
+
+def _binary_scores(alarm: np.ndarray, labels: np.ndarray) -> dict:
+    pred = alarm.astype(np.float32)
+    tp = float(((pred == 1) & (labels == 1)).sum())
+    correct = int((pred == labels).sum())
+    return {'n': int(len(labels)),
+            'accuracy': correct / len(labels) if len(labels) else float('nan'),
+            'accuracy_ci95_wilson': wilson_interval(correct, len(labels)),
+            'precision_blocked': tp / max(1.0, float(pred.sum())),
+            'recall_blocked': tp / max(1.0, float(labels.sum())),
+            'blocked_fraction': float(labels.mean()) if len(labels) else float('nan')}
+
+
+def rescore(result: dict, metrics: str) -> dict | None:
+    """``result`` of ``evaluate(keep_predictions=True)`` scored under the false-alarm
+    definition ``metrics``; None when it carries no predictions."""
+    kept = result.get('predictions')
+    if kept is None:
+        return None
+    if result.get('false_alarm_definition', 'legacy') == metrics:
+        return result
+    scores = score_predictions(np.asarray(kept['p_blocked']), np.asarray(kept['labels']),
+                               np.asarray(kept['groups']), threshold=result['threshold'],
+                               horizon=result['label_horizon_frames'], definition=metrics,
+                               max_false_alarms_per_min=kept['max_false_alarms_per_min'])
+    return {**result, **scores}
