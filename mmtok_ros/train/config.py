@@ -66,8 +66,8 @@ class TrainConfig:
         0.0, '--modality-dropout',
         "probability that a frame's modality is marked absent in training")
     # Eq. 18's K_down pass with autograd (the paper). False: that pass runs without autograd;
-    # output and dL/dr_l are unchanged, the weights get the K_up pass's gradient, and a routed
-    # training step costs about a third less (``RoutedLayer.down_pass_grad``).
+    # output and dL/dr_l are unchanged, the weights get the K_up pass's gradient, and the
+    # backward pass of the second forward pass is saved (``RoutedLayer.down_pass_grad``).
     down_pass_grad: bool = _opt(
         True, '--eq18-down-pass',
         "Eq. 18's K_down pass with autograd (grad, the paper) or without (no-grad: same output "
