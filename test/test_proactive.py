@@ -290,3 +290,12 @@ def test_train_options_take_their_defaults_from_the_dataclasses():
     assert (tc.down_pass_grad, tc.balance_classes, tc.decay_norms_and_biases) == (False, False, True)
     assert (tc.keep_ratio_hold_fraction, tc.epochs, tc.seed) == (0.2, 3, 2)
     assert model_options(args) == {'rssi_tokens': 'kept+head', 'keep_ratio_bracket': 4}
+
+
+def test_a_model_with_kept_rssi_tokens_exports_to_onnx_exactly(tmp_path):
+    pytest.importorskip('onnxruntime')
+    from mmtok_ros.model.export import export_model
+    torch.manual_seed(0)
+    model = MultiModalTransformer(tiny(target_keep_ratio=0.1, rssi_tokens='kept+head')).eval()
+    export_model(model, tmp_path / 'kept.onnx')     # raises when a graph differs from torch
+    assert (tmp_path / 'kept.onnx').stat().st_size > 0
