@@ -27,6 +27,7 @@ setup(
         'console_scripts': [
             'mmtok = mmtok_ros.cli:main',
             'rsu_node = mmtok_ros.ros.rsu_node:main',
+            'rsu_lifecycle_node = mmtok_ros.ros.rsu_lifecycle_node:main',
             'bag_replay = mmtok_ros.ros.bag_replay:main',
             'handover_emulator = mmtok_ros.ros.handover_emulator:main',
         ],

@@ -23,6 +23,7 @@ from ..model.checkpoint import ModelFileError
 from ..model.shipped import default_model_path
 from ..runtime.handover import HandoverDecision
 from ..runtime.rsu_runtime import RUNTIME_FIELDS, RsuOutput, RsuRuntime
+from .access_policy import DIAGNOSTICS_TOPIC, neighbour_status_topic
 from .diagnostics import SilenceWatch, health, status_array
 from .messages import handover_trigger, link_status
 from .param_declaration import declare
@@ -44,17 +45,32 @@ class RsuNode(Node):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(NODE_NAME, **kwargs)
+        self._declare()
+        self._configure()
+        self._start()
+        self.get_logger().info(f'ready: {self._summary()}')
+
+    # In steps (_declare, _configure, _start): rsu_lifecycle_node runs them on transitions.
+    _publisher = Node.create_publisher
+
+    def _declare(self) -> None:
         self.p = declare(self, RSU_NODE_PARAMS, on_change=self._parameters_changed)
+        self.runtime: RsuRuntime | None = None
+        self._inference_thread: threading.Thread | None = None
+        self._inputs: list = []       # subscriptions and the diagnostics timer (_start)
+
+    def _configure(self) -> None:
+        """Load and warm up the model, build the runtime and the publishers."""
         p = self.p
         predictor, model_threshold = self._load_model()
         self.period_ns = int(p.frame_period_ms * NS_PER_MS)
-        roles = {p.image_topic: 'image', p.lidar_topic: 'lidar'}
-        roles.update({t: f'rssi/rsu{i + 1}' for i, t in enumerate(p.rssi_topics)})
-        if len(roles) != 2 + len(p.rssi_topics):
+        self.roles = {p.image_topic: 'image', p.lidar_topic: 'lidar'}
+        self.roles.update({t: f'rssi/rsu{i + 1}' for i, t in enumerate(p.rssi_topics)})
+        if len(self.roles) != 2 + len(p.rssi_topics):
             raise StartupError(f'cannot start: input topics must be distinct, got '
                                f'{[p.image_topic, p.lidar_topic, *p.rssi_topics]}')
         try:
-            self.stream = WindowStream(self.cfg, roles, stream_config(p))
+            self.stream = WindowStream(self.cfg, self.roles, stream_config(p))
             decision = HandoverDecision(p.rsu_id, p.target_rsu, hysteresis_config(p))
         except ValueError as err:
             raise StartupError(f'cannot start: {err}') from None
@@ -69,33 +85,39 @@ class RsuNode(Node):
             ms = predictor.warm_up(empty_window(self.cfg))
             self.get_logger().info(f'warm-up inference: {ms:.1f} ms on {self.device} '
                                    f'({p.backend}, {self.cfg.n_tokens} tokens)')
-        self.silence = SilenceWatch(roles)
+        self.pub_status = self._publisher(LinkStatus, p.link_status_topic, status_qos())
+        self.pub_handover = self._publisher(HandoverTrigger, p.handover_topic, handover_qos())
+        self.pub_diag = self._publisher(DiagnosticArray, DIAGNOSTICS_TOPIC, status_qos())
+
+    def _start(self) -> None:
+        """The inference thread, the subscriptions and the diagnostics timer."""
+        p = self.p
+        self.silence = SilenceWatch(self.roles)
         self._messages_since_report: Counter[str] = Counter()   # per input topic
         self._last_diag_wall = time.monotonic()
-        self.pub_status = self.create_publisher(LinkStatus, p.link_status_topic, status_qos())
-        self.pub_handover = self.create_publisher(HandoverTrigger, p.handover_topic,
-                                                  handover_qos())
-        for rsu in self.neighbours:    # their namespace is their id (rsu.launch.py)
-            self.create_subscription(LinkStatus, f'/{rsu}/{p.link_status_topic.lstrip("/")}',
-                                     self._on_neighbour, status_qos())
-        self.pub_diag = self.create_publisher(DiagnosticArray, '/diagnostics', status_qos())
         self.frames = FrameQueue(max_frames=4 * p.window_frames)
         self._stop = threading.Event()
         self._inference_thread = threading.Thread(target=self._infer_until_stopped,
                                                   name='mmtok-inference', daemon=True)
         self._inference_thread.start()
+        for rsu in self.neighbours:    # their namespace is their id (rsu.launch.py)
+            self._inputs.append(self.create_subscription(
+                LinkStatus, neighbour_status_topic(rsu, p.link_status_topic),
+                self._on_neighbour, status_qos()))
         qos = sensor_qos(p.input_qos_depth, reliable=p.input_reliable)
-        for topic, role in roles.items():
+        for topic, role in self.roles.items():
             msg_type = {'image': Image, 'lidar': PointCloud2}.get(role, Temperature)
-            self.create_subscription(msg_type, topic, lambda m, t=topic: self._on_input(t, m),
-                                     qos)
-        steady = Clock(clock_type=ClockType.STEADY_TIME)
-        self.create_timer(p.diagnostics_period_s, self._publish_diagnostics, clock=steady)
-        self.get_logger().info(
-            f'ready: {self.cfg.method} model {self.model_path} on {self.device}, inputs '
-            f'{", ".join(roles)}, window {p.window_frames} x {p.frame_period_ms:.0f} ms, '
-            f'deadline {p.deadline_ms:.0f} ms, {p.rsu_id} -> '
-            f'{", ".join(self.neighbours) or p.target_rsu} at S_th {p.s_th_dbm:.0f} dBm')
+            self._inputs.append(self.create_subscription(
+                msg_type, topic, lambda m, t=topic: self._on_input(t, m), qos))
+        self._inputs.append(self.create_timer(p.diagnostics_period_s, self._publish_diagnostics,
+                                              clock=Clock(clock_type=ClockType.STEADY_TIME)))
+
+    def _summary(self) -> str:
+        p = self.p
+        return (f'{self.cfg.method} model {self.model_path} on {self.device}, inputs '
+                f'{", ".join(self.roles)}, window {p.window_frames} x '
+                f'{p.frame_period_ms:.0f} ms, deadline {p.deadline_ms:.0f} ms, {p.rsu_id} -> '
+                f'{", ".join(self.neighbours) or p.target_rsu} at S_th {p.s_th_dbm:.0f} dBm')
 
     @property
     def predictor(self) -> Any:
@@ -104,8 +126,7 @@ class RsuNode(Node):
 
     # ------------------------------------------------------------------ start-up
     def _load_model(self) -> tuple[Any, float]:
-        """(predictor, the decision threshold its file carries); StartupError when the file
-        cannot be used."""
+        """(predictor, its file's decision threshold); StartupError when it cannot be used."""
         from ..runtime.backends import load_predictor
         p = self.p
         self.model_path = p.model_path or default_model_path()
@@ -126,7 +147,9 @@ class RsuNode(Node):
 
     def _parameters_changed(self, changed: dict[str, Any]) -> None:
         """Run-time parameter changes (``ros2 param set``); validated by ``declare``."""
-        self.runtime.reconfigure(**{k: v for k, v in changed.items() if k in RUNTIME_FIELDS})
+        if self.runtime is not None:     # not configured yet: read at configure
+            self.runtime.reconfigure(**{k: v for k, v in changed.items()
+                                        if k in RUNTIME_FIELDS})
         self.get_logger().info(f'parameters changed at run time: {changed}')
 
     # ------------------------------------------------------------------ callbacks
@@ -203,15 +226,17 @@ class RsuNode(Node):
                                 inference_errors=self.runtime.counters['inference_errors'])
         self.pub_diag.publish(status_array(
             name=f'{self.get_name()}: inference', hardware_id=self.p.rsu_id, level=level,
-            message=message, values=values,
-            stamp=self.get_clock().now().to_msg()))
+            message=message, values=values, stamp=self.get_clock().now().to_msg()))
 
-    def destroy_node(self) -> None:
-        thread = getattr(self, '_inference_thread', None)   # None when start-up failed
+    def _stop_inference(self) -> None:
+        thread, self._inference_thread = getattr(self, '_inference_thread', None), None
         if thread is not None:
             self._stop.set()
             self.frames.close()
             thread.join(timeout=5.0)
+
+    def destroy_node(self) -> None:
+        self._stop_inference()
         super().destroy_node()
 
 
