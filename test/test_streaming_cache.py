@@ -35,10 +35,11 @@ def window_at(cfg, stream, end: int) -> Window:
     return Window(arrays, stamps, int(stamps[-1]))
 
 
-@pytest.mark.parametrize('method', ['routed', 'mha'])
-def test_cached_stream_equals_full_recompute(method):
+@pytest.mark.parametrize('method,rssi_tokens', [('routed', 'routed'), ('mha', 'routed'),
+                                                ('routed', 'kept+head')])
+def test_cached_stream_equals_full_recompute(method, rssi_tokens):
     torch.manual_seed(0)
-    cfg = preset('rsu-cpu', image_hw=HW, bev_hw=HW, method=method)
+    cfg = preset('rsu-cpu', image_hw=HW, bev_hw=HW, method=method, rssi_tokens=rssi_tokens)
     model = MultiModalTransformer(cfg).eval()
     cached = StreamingPredictor(model)
     fresh = StreamingPredictor(model)
