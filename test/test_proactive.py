@@ -299,3 +299,14 @@ def test_a_model_with_kept_rssi_tokens_exports_to_onnx_exactly(tmp_path):
     model = MultiModalTransformer(tiny(target_keep_ratio=0.1, rssi_tokens='kept+head')).eval()
     export_model(model, tmp_path / 'kept.onnx')     # raises when a graph differs from torch
     assert (tmp_path / 'kept.onnx').stat().st_size > 0
+
+
+def test_a_report_refuses_an_invalid_option_before_it_trains_anything(tmp_path):
+    from mmtok_ros.train.report import run_report
+    from mmtok_ros.train.trainer import TrainConfig
+    with pytest.raises(ValueError, match='ToMe'):
+        run_report(_persistence_task(n_scenarios=2, frames=12), preset_name='rsu-mini',
+                   methods=['mha', 'tome'], gammas=[], folds=2, seeds=[0],
+                   tc=TrainConfig(epochs=1), out_dir=tmp_path, bench_reps=0, progress=False,
+                   model_options={'rssi_tokens': 'kept'})
+    assert not list((tmp_path / 'runs').glob('*.json'))

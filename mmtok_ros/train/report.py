@@ -199,6 +199,8 @@ def run_report(data: WindowDataset, *, preset_name: str, methods: list[str], gam
     out_dir.mkdir(parents=True, exist_ok=True)
     store = RunStore(out_dir / 'runs')
     rows, pending = [], []
+    for method in methods:     # every config valid before the first run trains
+        preset(preset_name, method=method, **(model_options or {}))
     for method in methods:
         for gamma in (gammas if method == 'routed'
                       else [ablation_gamma if method in ROUTED_METHODS else None]):
