@@ -5,7 +5,8 @@ What is counted, per layer, for the tokens that layer actually processes:
   - MLP: both linear layers;
   - router (routed layers): both linear layers, over all N tokens of the layer's input;
   - ToMe merging: the cosine similarities between the two halves of the tokens.
-The head (one linear layer on CLS) is counted with the transformer. Tokenizers are counted
+The head (one linear layer on CLS, and on the RSSI tokens with ``rssi_tokens='kept+head'``) is
+counted with the transformer. Tokenizers are counted
 separately (every Conv/Linear, from a traced forward pass). Not counted: layer norms, softmax,
 GELU, biases, Top-K, gather/scatter and the Eq. 17 gate (all O(N d) or below).
 
@@ -95,7 +96,7 @@ def dummy_window(cfg, *, batch: int = 1, device='cpu', dtype=torch.float32, seed
 def count_flops(model: MultiModalTransformer) -> dict:
     """The summary printed by ``mmtok flops`` and stored by ``mmtok bench``."""
     rows = layer_flops(model)
-    head = 2.0 * model.cfg.d_model * model.cfg.n_classes
+    head = 2.0 * model.head.in_features * model.head.out_features   # CLS (+ RSSI tokens)
     transformer = sum(r.attention + r.mlp + r.router + r.merge for r in rows) + head
     tok = tokenizer_flops(model)
     return {
