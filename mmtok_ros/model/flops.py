@@ -6,9 +6,9 @@ What is counted, per layer, for the tokens that layer actually processes:
   - router (routed layers): both linear layers, over all N tokens of the layer's input;
   - ToMe merging: the cosine similarities between the two halves of the tokens.
 The head (one linear layer on CLS, and on the RSSI tokens with ``rssi_tokens='kept+head'``) is
-counted with the transformer. Tokenizers are counted
-separately (every Conv/Linear, from a traced forward pass). Not counted: layer norms, softmax,
-GELU, biases, Top-K, gather/scatter and the Eq. 17 gate (all O(N d) or below).
+counted with the transformer. Tokenizers are counted separately (every Conv/Linear, from a
+traced forward pass). Not counted: layer norms, softmax, GELU, biases, Top-K, gather/scatter
+and the Eq. 17 gate (all O(N d) or below).
 
 With this definition the ``mha`` model of ``paper-deepsense`` (N = 11746, d = 64, 8 layers)
 costs 291.8 GFLOPs against the paper's 292.19 (Table II).
