@@ -23,7 +23,8 @@ from ..model.checkpoint import ModelFileError
 from ..model.shipped import default_model_path
 from ..runtime.handover import HandoverDecision
 from ..runtime.rsu_runtime import RUNTIME_FIELDS, RsuOutput, RsuRuntime
-from .access_policy import DIAGNOSTICS_TOPIC, neighbour_status_topic
+from .access_policy import (DIAGNOSTICS_TOPIC, neighbour_ids, neighbour_status_topic,
+                            rsu_inputs)
 from .diagnostics import SilenceWatch, health, status_array
 from .messages import handover_trigger, link_status
 from .param_declaration import declare
@@ -64,8 +65,7 @@ class RsuNode(Node):
         p = self.p
         predictor, model_threshold = self._load_model()
         self.period_ns = int(p.frame_period_ms * NS_PER_MS)
-        self.roles = {p.image_topic: 'image', p.lidar_topic: 'lidar'}
-        self.roles.update({t: f'rssi/rsu{i + 1}' for i, t in enumerate(p.rssi_topics)})
+        self.roles = rsu_inputs(p)
         if len(self.roles) != 2 + len(p.rssi_topics):
             raise StartupError(f'cannot start: input topics must be distinct, got '
                                f'{[p.image_topic, p.lidar_topic, *p.rssi_topics]}')
@@ -74,7 +74,7 @@ class RsuNode(Node):
             decision = HandoverDecision(p.rsu_id, p.target_rsu, hysteresis_config(p))
         except ValueError as err:
             raise StartupError(f'cannot start: {err}') from None
-        self.neighbours = [n.strip() for n in p.neighbours.split(',') if n.strip()]
+        self.neighbours = neighbour_ids(p)
         if p.rsu_id in self.neighbours:
             raise StartupError(f'cannot start: neighbours={p.neighbours!r} lists this RSU '
                                f'({p.rsu_id}) itself')
