@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 import xml.etree.ElementTree as ET
+from contextlib import contextmanager
 
 import pytest
 
@@ -47,20 +48,31 @@ def test_bad_arguments_are_one_line(capsys):
         'mmtok sros2_policy: error: --rsus 1: need at least 2 RSUs'
 
 
-def _activate(namespaces: list[str]) -> None:
-    """configure + activate each managed node through its lifecycle service."""
+@contextmanager
+def _client(name: str):
+    """(node, executor) on a context of their own, torn down after."""
     import rclpy
-    from lifecycle_msgs.srv import ChangeState
     from rclpy.context import Context
     from rclpy.executors import SingleThreadedExecutor
 
     from mmtok_ros.ros.runtime import init_rclpy
     ctx = Context()
     init_rclpy([], context=ctx)
-    node = rclpy.create_node('policy_lifecycle_client', context=ctx)
+    node = rclpy.create_node(name, context=ctx)
     executor = SingleThreadedExecutor(context=ctx)
     executor.add_node(node)
     try:
+        yield node, executor
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        ctx.try_shutdown()
+
+
+def _activate(namespaces: list[str]) -> None:
+    """configure + activate each managed node through its lifecycle service."""
+    from lifecycle_msgs.srv import ChangeState
+    with _client('policy_lifecycle_client') as (node, executor):
         for ns in namespaces:
             client = node.create_client(ChangeState, f'/{ns}/rsu_node/change_state')
             assert client.wait_for_service(timeout_sec=30.0)
@@ -70,46 +82,28 @@ def _activate(namespaces: list[str]) -> None:
                 future = client.call_async(request)
                 executor.spin_until_future_complete(future, timeout_sec=30.0)
                 assert future.result() is not None and future.result().success, (ns, label)
-    finally:
-        executor.shutdown()
-        node.destroy_node()
-        ctx.try_shutdown()
 
 
 def _graph(namespaces: list[str], expected: dict) -> dict:
     """What the ROS graph says each rsu_node has, once it says as much as the policy."""
-    import rclpy
-    from rclpy.context import Context
-    from rclpy.executors import SingleThreadedExecutor
-
-    from mmtok_ros.ros.runtime import init_rclpy
-    ctx = Context()
-    init_rclpy([], context=ctx)
-    node = rclpy.create_node('policy_graph_probe', context=ctx)
-    executor = SingleThreadedExecutor(context=ctx)
-    executor.add_node(node)
-    try:
+    queries = {'publish': 'get_publisher_names_and_types_by_node',
+               'subscribe': 'get_subscriber_names_and_types_by_node',
+               'reply': 'get_service_names_and_types_by_node',
+               'request': 'get_client_names_and_types_by_node'}
+    with _client('policy_graph_probe') as (node, executor):
         deadline = time.monotonic() + 30.0
         while True:
             executor.spin_once(timeout_sec=0.1)
             seen = {}
             for ns in namespaces:
                 try:
-                    seen[ns] = {
-                        'publish': node.get_publisher_names_and_types_by_node('rsu_node', f'/{ns}'),
-                        'subscribe': node.get_subscriber_names_and_types_by_node('rsu_node',
-                                                                                 f'/{ns}'),
-                        'reply': node.get_service_names_and_types_by_node('rsu_node', f'/{ns}'),
-                        'request': node.get_client_names_and_types_by_node('rsu_node', f'/{ns}')}
+                    seen[ns] = {rule: {name for name, _ in getattr(node, query)('rsu_node',
+                                                                                f'/{ns}')}
+                                for rule, query in queries.items()}
                 except Exception:      # NodeNameNonExistentError: not discovered yet
                     seen[ns] = {}
-                seen[ns] = {k: {name for name, _ in v} for k, v in seen[ns].items()}
             if seen == expected or time.monotonic() > deadline:
                 return seen
-    finally:
-        executor.shutdown()
-        node.destroy_node()
-        ctx.try_shutdown()
 
 
 @pytest.mark.parametrize('executable', ['rsu_node', 'rsu_lifecycle_node'])
