@@ -6,17 +6,23 @@ and re-serialized. Timing follows the bag's log times divided by ``rate``; ``/cl
 bag time (every ``clock_period_ms`` while waiting, and at each message), so nodes with
 ``use_sim_time`` see the recording's time. Playback runs in its own thread; the executor
 only serves graph and parameter events.
+
+A damaged bag plays up to where it breaks, then ends with one ERROR line naming the bag and
+the place, and exit status 1. An MCAP file cut short (no summary at its end, which rosbags
+needs to open it) is read record by record from its start instead (``mcap_scan``).
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 import threading
 import time
 from pathlib import Path
 from typing import Any, Iterator
 
+from .mcap_scan import ScanBreak, ScannedBag
 from .params import BAG_REPLAY_PARAMS, declare
-from .runtime import StartupError, run_node
+from .runtime import StartupError, end_process, run_node
 
 from rclpy.duration import Duration
 from rclpy.node import Node
@@ -100,20 +106,39 @@ class BagReplayNode(Node):
         self.clock_pub = self.create_publisher(Clock, '/clock', 10) if p.publish_clock else None
         self.published = 0
         self.loops = 0
+        self.failure: str | None = None    # why playback broke: exit status 1
         self.done = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._play, name='bag-replay', daemon=True)
         self._thread.start()
 
     def _open(self) -> Any:
+        """rosbags' reader; a ``ScannedBag`` for an MCAP file that lacks its end."""
         from rosbags.highlevel import AnyReader
         from rosbags.typesys import Stores, get_typestore
         try:
             reader = AnyReader([self.bag], default_typestore=get_typestore(Stores.ROS2_KILTED))
             reader.open()
         except Exception as err:  # rosbags raises several types for unreadable bags
-            raise StartupError(f'cannot start: cannot open bag {self.bag}: {err}') from None
+            files = sorted(self.bag.glob('*.mcap'))
+            if len(files) != 1 or 'end magic' not in str(err) and 'footer' not in str(err):
+                raise StartupError(f'cannot start: cannot open bag {self.bag}: {err}') from None
+            try:
+                reader = ScannedBag(files[0])     # cut short: read it from its start
+            except (OSError, ScanBreak) as scan_err:
+                raise StartupError(f'cannot start: cannot open bag {self.bag}: {err} '
+                                   f'({scan_err})') from None
+            if not reader.total:
+                raise StartupError(f'cannot start: cannot open bag {self.bag}: {err}; read '
+                                   f'from its start, {reader.broken}') from None
         return reader
+
+    def _broken_at(self) -> str:
+        """Where a ``ScannedBag`` breaks, for the playing line; '' for a whole bag."""
+        broken = getattr(self._reader, 'broken', None)
+        return '' if broken is None else (f' (damaged: {broken.reason} at byte offset '
+                                          f'{broken.offset}; playing its first '
+                                          f'{self._reader.total} messages)')
 
     # ------------------------------------------------------------------ playback thread
     def _wait_for_subscribers(self) -> None:
@@ -139,6 +164,12 @@ class BagReplayNode(Node):
     def _messages(self) -> Iterator[tuple[str, int, bytes]]:
         for conn, log_ns, raw in self._reader.messages(connections=self.connections):
             yield conn.topic, int(log_ns), bytes(raw)
+        broken = getattr(self._reader, 'broken', None)
+        if broken is not None:
+            self.failure = (f'bag {self.bag} is damaged: {self._reader.path.name} breaks at '
+                            f'byte offset {broken.offset} after message {broken.messages} '
+                            f'({broken.reason}); played the {self.published} messages before '
+                            'the break')
 
     def _publish_clock(self, bag_ns: int) -> None:
         if self.clock_pub is not None:
@@ -174,27 +205,37 @@ class BagReplayNode(Node):
             if self.p.start_delay_s > 0:
                 self._stop.wait(self.p.start_delay_s)
             self.get_logger().info(f'playing {self.bag} at {self.p.rate:g}x'
-                                   f'{" (loop)" if self.p.loop else ""}: '
+                                   f'{" (loop)" if self.p.loop else ""}{self._broken_at()}: '
                                    f'{", ".join(sorted(self.publishers_by_topic))}')
             while self._play_once():
                 self.loops += 1
-                if not self.p.loop:
+                if not self.p.loop or self.failure:
                     break
                 self.get_logger().info(f'loop {self.loops} done; starting over (time jumps '
                                        'back)')
-            if self._stopping():   # Ctrl-C or shutdown: no tail to wait for
+        except Exception as err:  # a corrupt chunk mid-bag: one line (_finish), then stop
+            if self._stopping():   # a publish racing the shutdown is no playback error
                 return
-            for pub in self.publishers_by_topic.values():   # reliable readers get the tail
-                pub.wait_for_all_acked(Duration(seconds=2))
-            self.get_logger().info(f'played {self.published} messages from {self.bag}')
-        except Exception as err:  # a corrupt chunk mid-bag: one line, then stop
-            if not self._stopping():   # a publish racing the shutdown is no playback error
-                self.get_logger().error(f'playback of {self.bag} stopped: '
-                                        f'{type(err).__name__}: {err}')
+            total = sum(c.msgcount for c in self.connections)
+            self.failure = (f'bag {self.bag} is damaged: playback broke at message '
+                            f'{self.published + 1} of {total} ({type(err).__name__}: {err}); '
+                            f'played the {self.published} messages before the break')
         finally:
+            if not self._stopping():   # Ctrl-C or shutdown: no tail to wait for, no error
+                self._finish()
             self.done.set()
             if self.p.exit_when_done and not self._stop.is_set():
                 self.context.try_shutdown()
+
+    def _finish(self) -> None:
+        """Reliable readers get the tail; then one line: what was played, or the break."""
+        for pub in self.publishers_by_topic.values():
+            with contextlib.suppress(Exception):    # best effort: a shutdown may race it
+                pub.wait_for_all_acked(Duration(seconds=2))
+        if self.failure:
+            self.get_logger().error(self.failure)
+        else:
+            self.get_logger().info(f'played {self.published} messages from {self.bag}')
 
     def _stopping(self) -> bool:
         """Asked to stop, or the context is gone (SIGTERM, an external shutdown)."""
@@ -213,7 +254,17 @@ class BagReplayNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    return run_node(BagReplayNode, args, logger_name=NODE_NAME)
+    """Exit status 1 also when playback broke on a damaged bag."""
+    made: list[BagReplayNode] = []
+
+    def build() -> BagReplayNode:
+        made.append(BagReplayNode())
+        return made[-1]
+
+    status = run_node(build, args, logger_name=NODE_NAME, end=False)
+    if status == 0 and made and made[0].failure:
+        status = 1
+    end_process(status)
 
 
 if __name__ == '__main__':
