@@ -1,4 +1,4 @@
-"""Handover decision with hysteresis and the ROS-free handover emulation (Fig. 5)."""
+"""Handover decision with hysteresis and the emulation core on the testbed preset (Fig. 5)."""
 from __future__ import annotations
 
 import json
@@ -14,13 +14,23 @@ P = 300_000_000
 T0 = 1_000 * 1_000_000_000
 
 
+TESTBED = emu.EmulationOptions.testbed()
+
+
 def timeline(n=30, blocked=range(12, 18)) -> emu.Timeline:
+    """RSU 1 serves at -40 dBm, blocked (-60 dBm) at frames ``blocked``; RSU 2 at -44 dBm."""
     t = T0 + P * np.arange(n, dtype=np.int64)
     home = np.full(n, -40.0)
     home[list(blocked)] = -60.0
-    target = np.full(n, -44.0)
-    intervals = [(int(t[min(blocked)]), int(t[max(blocked)]))]
-    return emu.Timeline(t, {'rsu1': home, 'rsu2': target}, intervals, name='scenario_test')
+    true = {'rsu1': home, 'rsu2': np.full(n, -44.0)}
+    intervals = {'rsu1': [(int(t[min(blocked)]), int(t[max(blocked)]))], 'rsu2': []}
+    return emu.Timeline(t, true, {r: v.copy() for r, v in true.items()}, intervals, 'rsu1',
+                        name='scenario_test')
+
+
+def run_testbed(tl, proactive):
+    policies = {'proactive': proactive, **emu.baseline_switches(tl, TESTBED)}
+    return {k: r.metrics for k, r in emu.evaluate(tl, policies, TESTBED).items()}
 
 
 def test_decision_hands_over_once_and_does_not_flap():
@@ -46,51 +56,94 @@ def test_decision_config_is_validated_and_time_jump_resets_streaks():
     assert d.update(T0 + P, 0.9) is not None
 
 
+
 def test_policies_on_a_blockage():
     tl = timeline()
     first = tl.blockage_intervals_ns[0][0]
-    proactive = emu.proactive_switches([(first - 200_000_000, 'rsu2'), (first + 9 * P, 'rsu1')])
-    late = emu.proactive_switches([(first + P + 5, 'rsu2')])
-    results = emu.emulate(tl, {'proactive': proactive, 'late': late,
-                               'reactive': emu.reactive_switches(tl, off_frames=3),
-                               'oracle': emu.oracle_switches(tl)})
-    m = {k: r.metrics for k, r in results.items()}
+    m = run_testbed(tl, emu.switches_from_triggers([(first - 200_000_000, 'rsu2'),
+                                                    (first + 9 * P, 'rsu1')]))
+    late = run_testbed(tl, [emu.Switch(first + P + 5, 'rsu2')])['proactive']
     assert m['proactive']['lead_time_ms'] == pytest.approx(200.0)
     assert m['proactive']['time_below_threshold_s'] == 0.0
     assert m['proactive']['handovers'] == 2
     assert m['oracle']['lead_time_ms'] == pytest.approx(300.0)
     assert m['oracle']['time_below_threshold_s'] == 0.0
-    # reactive: the frame that reveals the drop is served degraded, then rsu2
+    # reactive: the frame that reveals the drop is served degraded, then rsu2, and back home
+    # after five frames measured clear
     assert m['reactive']['time_below_threshold_s'] == pytest.approx(0.3)
-    assert m['reactive']['lead_time_ms'] < 0
-    assert m['late']['lead_time_ms'] == pytest.approx(-300.0, abs=1e-3)
-    assert m['late']['time_below_threshold_s'] == pytest.approx(0.6)
+    assert m['reactive']['lead_time_ms'] < 0 and m['reactive']['handovers'] == 2
+    assert late['lead_time_ms'] == pytest.approx(-300.0, abs=1e-3)
+    assert late['time_below_threshold_s'] == pytest.approx(0.6)
     assert m['proactive']['mean_served_rssi_dbm'] > m['reactive']['mean_served_rssi_dbm']
-    assert m['late']['handed_over_before_blockage'] == [False]
+    assert (late['serving_blockages'], late['handed_over_before_blockage']) == (1, 0)
+    assert m['proactive']['blockages'] == [{'rsu': 'rsu1', 'start_s': pytest.approx(3.6),
+                                            'lead_ms': pytest.approx(200.0)}]
 
 
-def test_offline_predictions_execute_after_their_latency():
+def test_a_handover_long_before_the_blockage_still_counts_on_a_fixed_home():
     tl = timeline()
     first = tl.blockage_intervals_ns[0][0]
-    preds = [(int(t), 0.9 if t >= first - P else 0.0, 50.0) for t in tl.t_ns]
-    fast = emu.switches_from_predictions(preds)
-    slow = emu.switches_from_predictions([(s, p, 400.0) for s, p, _ in preds])
-    assert fast[0] == emu.Switch(first - P + 50_000_000, 'rsu2')
-    lead_fast = emu.lead_times_ms(tl, fast)[0]
-    lead_slow = emu.lead_times_ms(tl, slow)[0]
-    assert lead_fast == pytest.approx(250.0) and lead_slow == pytest.approx(-100.0)
+    m = run_testbed(tl, [emu.Switch(first - 3 * P, 'rsu2')])['proactive']
+    assert m['lead_time_ms'] == pytest.approx(900.0) and m['handed_over_before_blockage'] == 1
 
 
-def test_timelines_from_samples_and_truth(tmp_path):
+def test_the_node_decision_executes_after_its_latency():
+    tl = timeline()
+    k0 = 11                                    # a frame before the blockage
+    p = {'rsu1': [0.9 if k0 <= k < 18 else 0.0 for k in range(len(tl.t_ns))]}
+    windows = {'rsu1': [(int(t) + 7, v) for t, v in zip(tl.t_ns, p['rsu1'])]}
+    preds = emu.FramePredictions.from_windows(tl, windows)
+    fast = emu.emulate(tl, TESTBED.with_latency(50.0), preds=preds)
+    slow = emu.emulate(tl, TESTBED.with_latency(400.0), preds=preds)
+    assert fast.records[0].exec_ns == int(tl.t_ns[k0]) + 7 + 50_000_000
+    assert (fast.records[0].reason, fast.records[0].target_rsu) == ('predicted_blockage', 'rsu2')
+    assert fast.metrics['proactive']['lead_time_ms'] == pytest.approx(250.0 - 7e-6)
+    assert slow.metrics['proactive']['lead_time_ms'] == pytest.approx(-100.0 - 7e-6)
+    assert fast.check['passed'] and fast.check['before_blockage']
+
+
+def test_the_floor_hands_over_when_the_model_misses():
+    """A model held at "clear": the node's floor hands over at the frame reactive does, one
+    latency later, and hands back once the model says clear and the dwell has passed."""
+    tl = timeline()
+    result = emu.emulate(tl, TESTBED.with_latency(40.0), preds=emu.FramePredictions.constant(
+        tl, 0.0, rsus=('rsu1',)))
+    reactive = emu.baseline_switches(tl, TESTBED)['reactive']
+    first = result.records[0]
+    assert (first.frame, first.reason, first.target_rsu) == (12, 'measured_below_threshold',
+                                                             'rsu2')
+    assert first.exec_ns == reactive[0].time_ns - 1 + 40_000_000
+    m = result.metrics
+    assert m['proactive']['time_below_threshold_s'] == m['reactive']['time_below_threshold_s']
+    assert [r.reason for r in result.records] == ['measured_below_threshold',
+                                                  'predicted_clear']
+    assert result.records[1].frame >= 18       # not while the home link is measured down
+
+
+def test_frames_without_a_window_are_not_decided_on_the_testbed():
+    tl = timeline()
+    preds = emu.FramePredictions.constant(tl, 0.0)
+    preds.stamp_ns['rsu1'][12] = -1                         # the first blocked frame: no window
+    preds.p_blocked['rsu1'][12] = np.nan
+    records = emu.decide(tl, preds, TESTBED.decision)
+    assert records[0].frame == 13
+    road_like = emu.decide(tl, preds, emu.EmulationOptions.road().decision)
+    assert road_like[0].frame == 12                          # the road's floor decides anyway
+    assert road_like[0].event.target_rssi_dbm == -44.0       # rsu2 observed as a neighbour
+
+
+def test_timelines_from_samples_and_truth():
     tl = timeline(n=10, blocked=range(4, 6))
     samples = {'rsu1': [(int(t) + 7, float(v)) for t, v in zip(tl.t_ns, tl.rssi_dbm['rsu1'])],
                'rsu2': [(int(t) - 9, -44.0) for t in tl.t_ns[::2]]}
-    measured = emu.timeline_from_samples(samples)
+    measured = emu.timeline_from_samples(samples, home_rsu='rsu1')
     assert len(measured.t_ns) == 10 and np.isnan(measured.rssi_dbm['rsu2'][1])
     assert len(measured.blockage_intervals_ns) == 1
-    on = emu.measured_on_timeline(tl, samples['rsu1'])
+    on = emu.values_on_frames(tl.t_ns, samples['rsu1'], P)
     assert np.array_equal(on, tl.rssi_dbm['rsu1'])
-    truth = {'scenario': 'scenario_07', 'frame_period_ns': P, 's_th_dbm': -47.0,
+    assert emu.frame_index(tl.t_ns, int(tl.t_ns[3]) + P // 2 + 1, P) == 4
+    assert emu.frame_index(tl.t_ns, int(tl.t_ns[-1]) + P, P) is None
+    truth = {'scenario': 'scenario_07', 'frame_period_ns': P, 's_th_dbm': -47.0, 'kind': 'k',
              'blockage_intervals_ns': [[int(tl.t_ns[4]), int(tl.t_ns[5])]],
              'frames': [{'t_nominal_ns': int(t), 'true_rssi_dbm': {'rsu1': float(a),
                                                                    'rsu2': -44.0},
@@ -100,39 +153,41 @@ def test_timelines_from_samples_and_truth(tmp_path):
     from_truth = emu.timeline_from_truth(truth)
     assert from_truth.name == 'scenario_07' and from_truth.blockage_intervals_ns == [
         (int(tl.t_ns[4]), int(tl.t_ns[5]))]
-    assert np.isnan(emu.timeline_measured_from_truth(truth)[3])
+    assert from_truth.rsus == ('rsu1', 'rsu2') and from_truth.home_rsu == 'rsu1'
+    assert np.isnan(from_truth.measured_dbm['rsu1'][3])
+    live = emu.with_measured(from_truth, {'rsu1': samples['rsu1'][:5]})
+    assert np.isnan(live.measured_dbm['rsu1'][7]) and live.measured_dbm['rsu1'][3] == -40.0
+    assert emu.EmulationOptions.for_truth(truth).preset == 'testbed'
 
 
 def test_write_outputs(tmp_path):
     tl = timeline()
-    results = emu.emulate(tl, {'proactive': [], 'reactive': emu.reactive_switches(tl),
-                               'oracle': emu.oracle_switches(tl)})
-    doc = report.write_outputs(tmp_path, tl, results)
+    result = emu.emulate(tl, TESTBED, proactive=[])
+    doc = report.write_outputs(tmp_path, result)
     assert (tmp_path / 'scenario_test.png').stat().st_size > 1000
     rows = (tmp_path / 'scenario_test.csv').read_text().splitlines()
-    assert len(rows) == 31 and rows[0].startswith('frame,t_s,rssi_rsu1_dbm')
+    assert len(rows) == 31 and rows[0].startswith('frame,t_s,true_rsu1_dbm,measured_rsu1_dbm')
     summary = json.loads((tmp_path / 'summary.json').read_text())
     assert summary == json.loads(json.dumps(doc))
-    for name in ('proactive', 'reactive', 'oracle'):
+    for name in emu.POLICIES:
         assert {'mean_served_rssi_dbm', 'time_below_threshold_s', 'handovers',
-                'lead_time_ms'} <= set(summary['policies'][name])
+                'lead_time_ms', 'blockages'} <= set(summary['policies'][name])
     assert summary['policies']['proactive']['lead_time_ms'] is None
+    assert summary['switches']['oracle'][0] == {'t_s': pytest.approx(3.3), 'rsu': 'rsu2'}
 
 
 def test_checks_and_table_rows_read_the_emulation_metrics():
     tl = timeline()
     late = [emu.Switch(int(tl.t_ns[14]), 'rsu2'), emu.Switch(int(tl.t_ns[23]), 'rsu1')]
-    results = emu.emulate(tl, {'proactive': late, 'reactive': emu.reactive_switches(tl),
-                               'oracle': emu.oracle_switches(tl)})
-    metrics = {p: r.metrics for p, r in results.items()}
-    check = report.proactive_check('s', metrics)
-    assert check == {'scenario': 's', 'proactive_before_blockage': False,
-                     'proactive_above_reactive': False}     # two frames later than reactive
-    rows = report.policy_rows('s', metrics)
+    result = emu.emulate(tl, TESTBED, proactive=late)
+    check = result.check
+    assert not check['before_blockage'] and not check['above_reactive']
+    assert not check['passed'] and check['d_time_below_s'] == pytest.approx(0.3)
+    rows = report.rows('s', result.metrics, {'proactive': check})
     assert [r['policy'] for r in rows] == ['proactive', 'reactive', 'oracle']
-    assert [r['before'] for r in rows] == [False, False, True]
-    table = report.markdown_table(rows)
-    assert '| s | oracle | yes | 300 |' in table and '| s | reactive | no | 0 |' in table
+    table = report.markdown(rows)
+    assert '| s | proactive | 0/1 | -600 |' in table and 'FAIL' in table
+    assert '| s | oracle | 1/1 | 300 |' in table and '| s | reactive | 0/1 | 0 |' in table
 
 
 def test_emulate_command_runs_a_model_over_recorded_scenarios(tmp_path, capsys):
@@ -146,12 +201,17 @@ def test_emulate_command_runs_a_model_over_recorded_scenarios(tmp_path, capsys):
     out = tmp_path / 'emu'
     assert main(['emulate', '--model', str(model), '--data', str(data), '--out', str(out),
                  '--latency-ms', '40', '--no-progress']) == 0
+    printed = capsys.readouterr().out
+    assert 'preset testbed' in printed and 'proactive before the blockage in' in printed
     doc = json.loads((out / 'summary.json').read_text())
-    assert doc['latency_ms'] == 40 and doc['blocked_scenarios'] == 1
-    oracle = doc['scenarios']['scenario_00']['policies']['oracle']
-    assert oracle['handed_over_before_blockage'] == [True]
+    assert doc['latency_ms'] == 40 and doc['blocked_scenarios'] == 1 and doc['n_rsus'] == 2
+    scenario = doc['scenarios']['scenario_00']
+    assert scenario['policies']['oracle']['handed_over_before_blockage'] == 1
+    assert set(scenario['windows']) == {'rsu1'} and len(scenario['windows']['rsu1']) > 20
     assert (out / 'fig5_scenario_00.png').stat().st_size > 0
-    assert 'proactive before the blockage in' in capsys.readouterr().out
+    assert main(['emulate', '--model', str(model), '--data', str(data), '--out', str(out),
+                 '--rsus', '3', '--no-progress']) == 2
+    assert '2 RSUs, --rsus says 3' in capsys.readouterr().err.replace('[2]', '2')
     (data / 'scenario_00.truth.json').unlink()
     assert main(['emulate', '--model', str(model), '--data', str(data), '--out', str(out),
                  '--no-progress']) == 2

@@ -165,9 +165,10 @@ def test_floor_hands_over_when_the_reactive_baseline_does():
     t = T0 + P * np.arange(n, dtype=np.int64)
     home = np.full(n, CLEAR_DBM)
     home[list(blocked)] = LOW_DBM
-    tl = emu.Timeline(t, {'rsu1': home, 'rsu2': np.full(n, -44.0)},
-                      [(int(t[min(blocked)]), int(t[max(blocked)]))], name='floor')
-    reactive = emu.reactive_switches(tl, off_frames=5)
+    true = {'rsu1': home, 'rsu2': np.full(n, -44.0)}
+    tl = emu.Timeline(t, true, true, {'rsu1': [(int(t[min(blocked)]), int(t[max(blocked)]))]},
+                      'rsu1', name='floor')
+    reactive = emu.baseline_switches(tl, emu.EmulationOptions.testbed())['reactive']
     d = decision(off_windows=5, min_dwell_ns=0)
     ours = [(int(tk), e.target_rsu) for tk, r in zip(t.tolist(), home.tolist())
             if (e := d.update(int(tk), 0.0, serving_rssi_dbm=r)) is not None]

@@ -1,4 +1,4 @@
-"""N RSUs along a road (issue 15, items 3-4): the simulator, the N-RSU emulation, its reports."""
+"""N RSUs along a road: the simulator, and the emulation core on the road preset."""
 from __future__ import annotations
 
 import json
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from mmtok_ros.constants import S_TH_DBM
-from mmtok_ros.reports import road as report
-from mmtok_ros.runtime import emulation_road as road
+from mmtok_ros.reports import emulation as report
+from mmtok_ros.runtime import emulation as emu
 from mmtok_ros.runtime.emulation import Switch
 from mmtok_ros.sim import road as sim
 
@@ -105,7 +105,10 @@ def test_blockers_cross_different_links_at_different_times():
 
 
 # ----------------------------------------------------------------------------- emulation
-def scripted(n: int = 30) -> road.RoadTimeline:
+ROAD = emu.EmulationOptions.road(latency_ms=40.0)
+
+
+def scripted(n: int = 30) -> emu.Timeline:
     """rsu1 serves (-36 dBm); rsu1 blocked at frames 10-15, rsu2 at 11-18; rsu3 weaker
     (-42 dBm) but never blocked; rsu2 beats rsu3 when both are clear."""
     t = T0 + P * np.arange(n, dtype=np.int64)
@@ -116,68 +119,67 @@ def scripted(n: int = 30) -> road.RoadTimeline:
     measured['rsu3'][[3, 12]] = np.nan          # dropped reports
     links = {'rsu1': [(int(t[10]), int(t[15]))], 'rsu2': [(int(t[11]), int(t[18]))],
              'rsu3': []}
-    return road.RoadTimeline(t, true, links['rsu1'], 'rsu1', 'rsu2', P, S_TH_DBM, 'scripted',
-                             measured_dbm=measured, link_intervals_ns=links,
-                             rsus=('rsu1', 'rsu2', 'rsu3'))
+    return emu.Timeline(t, true, measured, links, 'rsu1', P, S_TH_DBM, 'scripted')
+
+
+def proactive_and_reactive(tl, preds, options=ROAD):
+    records = emu.decide(tl, preds, options.decision)
+    return records, emu.baseline_switches(tl, options)['reactive']
 
 
 def test_model_held_at_clear_makes_exactly_the_reactive_switches():
     tl = scripted()
-    clear = road.FramePredictions.constant(tl, 0.0)
-    proposed, events = road.proposed_switches(tl, clear, latency_ms=40.0)
-    reactive = road.reactive_switches_road(tl, latency_ms=40.0)
-    assert proposed == reactive
+    records, reactive = proactive_and_reactive(tl, emu.FramePredictions.constant(tl, 0.0))
+    assert emu.proactive_switches(records) == reactive
     # rsu1 drops at 10 -> rsu2 (best measured); rsu2 drops at 11 -> rsu3 (rsu1 still low)
     assert [s.rsu for s in reactive] == ['rsu2', 'rsu3']
     assert reactive[0] == Switch(int(tl.t_ns[10]) + 40_000_000, 'rsu2')
-    assert {e.reason for e in events} == {'measured_below_threshold'}
+    assert {r.reason for r in records} == {'measured_below_threshold'}
 
 
 def test_model_held_at_clear_equals_reactive_on_a_simulated_scenario(road_run):
     truth = json.loads(Path(road_run[1][0].truth_path).read_text())
-    tl = road.road_timeline_from_truth(truth)
+    tl = emu.timeline_from_truth(truth)
+    assert emu.EmulationOptions.for_truth(truth).preset == 'road' and len(tl.rsus) == 3
     fade = np.linspace(0, 30, len(tl.t_ns))     # rsu1 fades first, then rsu2: two floors
     tl.measured_dbm['rsu1'] = tl.measured_dbm['rsu1'] - fade
     tl.measured_dbm['rsu2'] = tl.measured_dbm['rsu2'] - np.clip(2 * fade - 25, 0, None)
-    clear = road.FramePredictions.constant(tl, 0.0)
-    proposed, _ = road.proposed_switches(tl, clear, latency_ms=40.0)
-    assert proposed == road.reactive_switches_road(tl, latency_ms=40.0) and proposed
+    records, reactive = proactive_and_reactive(tl, emu.FramePredictions.constant(tl, 0.0))
+    assert emu.proactive_switches(records) == reactive and reactive
 
 
-def test_proposed_is_never_worse_than_reactive_on_a_scripted_case():
+def test_proactive_is_never_worse_than_reactive_on_a_scripted_case():
     tl = scripted()
     p = {r: np.full(len(tl.t_ns), 0.05) for r in tl.rsus}
     p['rsu1'][9:16] = 0.9          # announces its blockage a frame ahead
     p['rsu2'][9:18] = 0.9          # so does rsu2: the best-measured neighbour is no target
-    preds = road.FramePredictions(p, {r: tl.t_ns.copy() for r in tl.rsus})
-    results, events = road.emulate_road(tl, preds, latency_ms=40.0)
-    m = {n: r.metrics for n, r in results.items()}
-    assert [(e.frame, e.target_rsu, e.reason) for e in events] == [
+    result = emu.emulate(tl, ROAD, preds=emu.FramePredictions(
+        p, {r: tl.t_ns.copy() for r in tl.rsus}))
+    m = result.metrics
+    assert [(r.frame, r.target_rsu, r.reason) for r in result.records] == [
         (9, 'rsu3', 'predicted_blockage')]
-    assert m['proposed']['time_below_threshold_s'] == 0.0
+    assert m['proactive']['time_below_threshold_s'] == 0.0
     assert m['reactive']['time_below_threshold_s'] == pytest.approx(0.6)   # frames 10, 11
     assert m['oracle']['time_below_threshold_s'] == 0.0
-    assert m['proposed']['lead_times'] == [{'rsu': 'rsu1', 'start_s': 3.0,
+    assert m['proactive']['blockages'] == [{'rsu': 'rsu1', 'start_s': 3.0,
                                             'lead_ms': pytest.approx(260.0)}]
-    assert m['reactive']['lead_times'][0]['lead_ms'] == pytest.approx(-40.0)
-    check = road.never_worse_check('scripted', m)
-    assert check['passed'] and check['d_mean_rssi_db'] > 0
+    assert m['reactive']['blockages'][0]['lead_ms'] == pytest.approx(-40.0)
+    assert result.check['passed'] and result.check['d_mean_rssi_db'] > 0
 
 
 def test_the_floor_follows_the_measurements_when_every_neighbour_model_says_blocked():
     tl = scripted()
     p = {r: np.full(len(tl.t_ns), 0.9) for r in tl.rsus}   # every model says blocked
     p['rsu1'][:] = 0.0                                       # the serving one says clear
-    preds = road.FramePredictions(p, {r: tl.t_ns.copy() for r in tl.rsus})
-    results, events = road.emulate_road(tl, preds, latency_ms=40.0)
-    m = {n: r.metrics for n, r in results.items()}
+    result = emu.emulate(tl, ROAD, preds=emu.FramePredictions(
+        p, {r: tl.t_ns.copy() for r in tl.rsus}))
+    m = result.metrics
     # the serving link is measured down: the floor hands over where reactive does, to the
-    # best measured neighbour, although that neighbour's model says blocked (before this
-    # rule the vehicle stayed on rsu1 through its blockage: 1.8 s below S_th)
-    assert events and events[0].reason == 'measured_below_threshold'
-    assert results['proposed'].switches[:2] == results['reactive'].switches
-    assert m['proposed']['time_below_threshold_s'] <= m['reactive']['time_below_threshold_s']
-    assert road.never_worse_check('s', m)['passed']
+    # best measured neighbour, although that neighbour's model says blocked
+    assert result.records and result.records[0].reason == 'measured_below_threshold'
+    assert result.results['proactive'].switches[:2] == result.results['reactive'].switches
+    assert m['proactive']['time_below_threshold_s'] <= m['reactive']['time_below_threshold_s']
+    assert result.check['passed']
 
 
 def test_never_worse_check_fails_on_a_false_alarm():
@@ -188,39 +190,46 @@ def test_never_worse_check_fails_on_a_false_alarm():
         tl.measured_dbm[r][:] = tl.rssi_dbm[r]
     p = {r: np.zeros(len(tl.t_ns)) for r in tl.rsus}
     p['rsu1'][5] = 0.95                                # a false alarm
-    preds = road.FramePredictions(p, {r: tl.t_ns.copy() for r in tl.rsus})
-    results, _ = road.emulate_road(tl, preds, latency_ms=40.0)
-    check = road.never_worse_check('fa', {n: r.metrics for n, r in results.items()})
+    check = emu.emulate(tl, ROAD, preds=emu.FramePredictions(
+        p, {r: tl.t_ns.copy() for r in tl.rsus})).check
     assert check['time_below_ok'] and not check['mean_rssi_ok'] and not check['passed']
+
+
+def test_lead_times_count_blockages_of_a_link_served_shortly_before():
+    tl = scripted()
+    early = [Switch(int(tl.t_ns[10]) - 3 * P, 'rsu3')]     # left rsu1 three periods ahead
+    on_time = [Switch(int(tl.t_ns[10]) - P, 'rsu3')]
+    lookback = emu.LEAD_LOOKBACK_PERIODS * P
+    assert emu.blockage_leads(tl, early, lookback) == []
+    assert emu.blockage_leads(tl, early, None)[0]['lead_ms'] == pytest.approx(900.0)
+    assert emu.blockage_leads(tl, on_time, lookback) == [
+        {'rsu': 'rsu1', 'start_s': 3.0, 'lead_ms': pytest.approx(300.0)}]
 
 
 def test_oracle_follows_the_best_true_rssi_and_predictions_map_to_frames():
     tl = scripted()
-    results, _ = road.emulate_road(tl, road.FramePredictions.constant(tl, 0.0), latency_ms=0.0)
-    oracle = results['oracle']
+    oracle = emu.emulate(tl, ROAD, preds=emu.FramePredictions.constant(tl, 0.0)
+                         ).results['oracle']
     best = [max(tl.rsus, key=lambda r: tl.rssi_dbm[r][k]) for k in range(len(tl.t_ns))]
     assert oracle.serving == best
     windows = {'rsu1': [(int(tl.t_ns[4]) + 30_000_000, 0.8), (int(tl.t_ns[5]) - 20_000_000, 0.1)]}
-    preds = road.FramePredictions.from_windows(tl, windows)
+    preds = emu.FramePredictions.from_windows(tl, windows)
     assert preds.p_blocked['rsu1'][4] == 0.8 and preds.p_blocked['rsu1'][5] == 0.1
     assert np.isnan(preds.p_blocked['rsu1'][6]) and preds.stamp_ns['rsu2'][4] == -1
 
 
 def test_plot_and_csv_are_written(tmp_path):
     tl = scripted()
-    results, events = road.emulate_road(tl, road.FramePredictions.constant(tl, 0.0),
-                                        latency_ms=40.0)
-    png = report.plot_road(tmp_path / 'fig5.png', tl, results, events=events)
+    result = emu.emulate(tl, ROAD, preds=emu.FramePredictions.constant(tl, 0.0))
+    png = report.plot(tmp_path / 'fig5.png', tl, result.results, records=result.records)
     assert png.stat().st_size > 5000
-    rows = (tmp_path / 'fig5.csv').parent.joinpath('x.csv')
-    report.write_road_csv(rows, tl, results)
+    rows = tmp_path / 'x.csv'
+    report.write_csv(rows, tl, result.results)
     lines = rows.read_text().splitlines()
     assert len(lines) == 31 and 'measured_rsu3_dbm' in lines[0] and 'serving_oracle' in lines[0]
-    table = report.road_markdown(report.road_rows(
-        'scripted', {n: r.metrics for n, r in results.items()},
-        {'proposed': road.never_worse_check('scripted',
-                                            {n: r.metrics for n, r in results.items()})}))
-    assert '| scripted | proposed |' in table and 'PASS' in table
+    table = report.markdown(report.rows('scripted', result.metrics,
+                                        {'proactive': result.check}))
+    assert '| scripted | proactive |' in table and 'PASS' in table
 
 
 # ----------------------------------------------------------------------------- commands
@@ -241,16 +250,16 @@ def test_simulate_and_emulate_commands_with_a_tiny_model(road_run, tmp_path, cap
     cfg = preset('rsu-cpu', image_hw=(32, 32), bev_hw=(32, 32), n_frames=2, n_layers=1,
                  d_model=32, n_heads=2, router_hidden=8, cnn_widths=(8, 8))
     model_path = save_model(tmp_path / 'tiny.pt', MultiModalTransformer(cfg))
-    data, _ = road_run
     out = tmp_path / 'em'
-    assert main(['emulate', '--model', str(model_path), '--data', str(data), '--out', str(out),
-                 '--latency-ms', '40', '--no-progress']) == 0
+    args = {'--model': model_path, '--data': road_run[0], '--out': out, '--latency-ms': 40}
+    assert main(['emulate', '--no-progress', *(str(v) for kv in args.items() for v in kv)]) == 0
     printed = capsys.readouterr().out
-    assert 'never worse than reactive in' in printed
+    assert 'never worse than reactive in' in printed and 'preset road' in printed
     doc = json.loads((out / 'summary.json').read_text())
     assert doc['n_rsus'] == 3 and doc['topic_maps']['rsu2'] == sim.window_topic_map(2, 3)
+    assert doc['presets'] == ['road'] and doc['latency_ms'] == 40
     s = doc['scenarios']['scenario_00']
-    assert set(s['policies']) == {'proposed', 'reactive', 'oracle'}
+    assert set(s['policies']) == {'proactive', 'reactive', 'oracle'}
     # every RSU's own stream gave windows (a few frames are lost to the 50 ms slop, as live)
     assert all(v['windows'] >= N_FRAMES // 2 for v in s['predictions'].values())
     assert (out / 'fig5_scenario_00.png').stat().st_size > 5000

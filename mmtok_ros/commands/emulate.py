@@ -1,11 +1,12 @@
-"""``mmtok emulate``: offline handover emulation (no ROS) over many recorded scenarios.
+"""``mmtok emulate``: offline handover emulation (no ROS) over recorded scenarios, any N >= 2.
 
-The same windows as the live node (decode, ApproximateTime sync, causal windows: see
-``train/build.py``), the model's p_blocked per window, the node's hysteresis
-(:class:`~mmtok_ros.runtime.handover.HandoverDecision`), and every decision executed one
-inference latency after its window's newest frame. Policies compared per scenario: proactive,
-reactive, oracle (``runtime/emulation.py``). Use it to choose the hysteresis on training
-scenarios and to check a model on many held-out ones; ``mmtok demo`` runs the real nodes.
+Every RSU's model runs on the bag through the node's own path (its topic map, the window
+stream, the streaming predictor), and the node's own ``HandoverDecision`` decides on those
+predictions, each decision executed one latency after its frame; reactive and oracle are the
+baselines (``runtime/emulation``). The preset (testbed: a fixed home RSU; road: the serving
+RSU decides) follows the data's sidecars unless ``--preset`` names one, and is printed. Use it
+to choose the hysteresis on training scenarios and to check a model on many held-out ones;
+``mmtok demo`` runs the real nodes.
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--out', default='results/emulate', help='results directory')
     parser.add_argument('--latency-ms', type=float, default=None,
                         help='decision delay after the newest frame (default: the median '
-                             'measured batch-1 inference time of this model here)')
+                             'streaming inference time per window measured here)')
     parser.add_argument('--p-on', type=float, default=h.p_on)
     parser.add_argument('--p-off', type=float, default=h.p_off)
     parser.add_argument('--on-windows', type=int, default=h.on_windows)
@@ -34,105 +35,143 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--device', default='auto')
     parser.add_argument('--no-progress', action='store_true')
     parser.add_argument('--rsus', type=int, default=None,
-                        help='RSUs in the data (default: read from its index.json); N >= 3: '
-                             'the road emulation of every RSU (commands/_road.py)')
+                        help='RSUs the data must have (default: whatever its sidecars say)')
+    parser.add_argument('--preset', choices=('auto', 'testbed', 'road'), default='auto',
+                        help='testbed: RSU 1 is a fixed home (its node decides, hands back, '
+                             'oracle one frame ahead); road: the serving RSU decides; auto: '
+                             'testbed for testbed sidecars, road for road ones')
 
 
-def measured_latency_ms(model, data, device, n: int = 10) -> float:
-    """Median batch-1 time (the benchmark's ``time_once``) over the first ``n`` windows,
-    after one warm-up."""
-    import numpy as np
+def _options(args: argparse.Namespace, truth: dict, latency_ms: float):
+    from ..runtime.emulation import EmulationOptions
+    from ..runtime.handover import HysteresisConfig
+    hysteresis = HysteresisConfig(args.p_on, args.p_off, args.on_windows, args.off_windows,
+                                  int(args.min_dwell_ms * 1e6))
+    kw = {'latency_ms': latency_ms, 'hysteresis': hysteresis}
+    if args.preset == 'auto':
+        return EmulationOptions.for_truth(truth, **kw)
+    return getattr(EmulationOptions, args.preset)(**kw)
 
-    from ..timing import Candidate, time_once
-    timed = Candidate(model.cfg.method, model.cfg.target_keep_ratio, model)
-    for i in range(min(n, len(data)) + 1):
-        time_once(timed, data.batch(np.array([i % len(data)]), device)[0], device, 'fp32')
-    return float(np.median(timed.total_ms[1:]))
+
+def _mean(values: list) -> float | None:
+    values = [v for v in values if v is not None]
+    return sum(values) / len(values) if values else None
+
+
+def totals(scenarios: dict[str, dict], policies) -> dict:
+    """Counts over all scenarios: blocked scenarios, the checks, per policy the blockages it
+    was serving, those it left before, its time below S_th and mean served RSSI."""
+    blocked = [n for n, s in scenarios.items() if s['blockage_intervals_s']]
+    clear = [n for n in scenarios if n not in blocked]
+    checks = [scenarios[n]['check'] for n in scenarios]
+    return {
+        'blocked_scenarios': len(blocked),
+        'proactive_before_blockage': sum(scenarios[n]['check']['before_blockage']
+                                         for n in blocked),
+        'proactive_above_reactive': sum(scenarios[n]['check']['above_reactive']
+                                        for n in blocked),
+        'never_worse_passed': sum(c['passed'] for c in checks),
+        'scenarios_checked': len(checks),
+        'false_alarm_handovers_in_clear_scenarios':
+            sum(scenarios[n]['policies']['proactive']['handovers'] for n in clear),
+        'policies': {p: {
+            'serving_blockages': sum(s['policies'][p]['serving_blockages']
+                                     for s in scenarios.values()),
+            'handed_over_before_blockage': sum(s['policies'][p]['handed_over_before_blockage']
+                                               for s in scenarios.values()),
+            'time_below_threshold_s': sum(s['policies'][p]['time_below_threshold_s']
+                                          for s in scenarios.values()),
+            'mean_served_rssi_dbm': {
+                'blocked': _mean([scenarios[n]['policies'][p]['mean_served_rssi_dbm']
+                                  for n in blocked]),
+                'clear': _mean([scenarios[n]['policies'][p]['mean_served_rssi_dbm']
+                                for n in clear])}} for p in policies}}
 
 
 def run(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
+    from ..constants import DEFAULT_DECISION_THRESHOLD
     from ..devices import resolve_device
     from ..model.checkpoint import load_model
     from ..reports import emulation as report
     from ..runtime import emulation as emu
-    from ..runtime.handover import HysteresisConfig
-    from ..train.build import dataset_from_bags
-    from ..train.trainer import predict
+    from ..train.build import scenario_dirs
 
-    from ._road import road_rsus, run_emulate
-    n_rsus = args.rsus or road_rsus(args.data)
-    if n_rsus is not None and n_rsus >= 3:
-        return run_emulate(args, n_rsus)
-    hysteresis = HysteresisConfig(args.p_on, args.p_off, args.on_windows, args.off_windows,
-                                  int(args.min_dwell_ms * 1e6))
     device, _ = resolve_device(args.device)
     model, _ = load_model(args.model, device=device)
     if model.cfg.n_classes != 1:
         raise ValueError(f'{args.model} predicts {model.cfg.n_classes} classes; emulate needs a '
                          'link-status model (n_classes 1)')
-    data, names = dataset_from_bags(args.data, model.cfg, progress=not args.no_progress)
-    wanted, truths = emu.bags_and_truths(args.data, args.bags, names)
-    latency_ms = (measured_latency_ms(model, data, device) if args.latency_ms is None
-                  else args.latency_ms)
-    p_blocked = torch.sigmoid(torch.from_numpy(predict(model, data)[:, 0])).numpy()
+    threshold = float(getattr(model, 'decision_threshold', DEFAULT_DECISION_THRESHOLD))
+    bags = {b.name: b for b in scenario_dirs(args.data)}
+    wanted, truths = emu.bags_and_truths(args.data, args.bags, list(bags))
+    timelines = {name: emu.timeline_from_truth(truths[name]) for name in wanted}
+    n_rsus = {len(tl.rsus) for tl in timelines.values()}
+    if len(n_rsus) > 1 or (args.rsus is not None and n_rsus != {args.rsus}):
+        raise ValueError(f'{args.data}: the sidecars have {sorted(n_rsus)} RSUs'
+                         + (f', --rsus says {args.rsus}' if args.rsus is not None else
+                            '; emulate one kind of data at a time'))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    scenarios, rows, checks = {}, [], []
+    raw = {name: emu.predict_bag(bags[name], model, emu.topic_maps_of(truths[name]),
+                                 device=device, progress=not args.no_progress)
+           for name in wanted}
+    measured_ms = [ms for r in raw.values() for v in r.values() for ms in v['inference_ms']]
+    latency_ms = (float(args.latency_ms) if args.latency_ms is not None
+                  else float(np.median(measured_ms)) if measured_ms else 0.0)
+    options = {name: _options(args, truths[name], latency_ms) for name in wanted}
+    presets = sorted({o.preset for o in options.values()})
+    print(f"emulating {len(wanted)} scenarios of {', '.join(map(str, sorted(n_rsus)))} RSUs, "
+          f"preset {'/'.join(presets)}, decision latency {latency_ms:.1f} ms")
+    table, scenarios = [], {}
     for name in wanted:
-        g = names.index(name)
-        rows_g = np.flatnonzero(data.groups == g)
-        rows_g = rows_g[np.argsort(data.newest_stamp_ns[rows_g])]
-        preds = [(int(data.newest_stamp_ns[r]), float(p_blocked[r]), latency_ms) for r in rows_g]
-        timeline = emu.timeline_from_truth(truths[name])
-        results = emu.emulate(timeline, {
-            'proactive': emu.switches_from_predictions(preds, hysteresis=hysteresis),
-            'reactive': emu.reactive_switches(timeline,
-                                              emu.timeline_measured_from_truth(truths[name])),
-            'oracle': emu.oracle_switches(timeline)})
-        metrics = {p: r.metrics for p, r in results.items()}
-        blocked = bool(timeline.blockage_intervals_ns)
-        if blocked or metrics['proactive']['handovers']:
-            report.write_csv(out / f'fig5_{name}.csv', timeline, results)
-            report.plot(out / f'fig5_{name}.png', timeline, results,
-                     title=f"{name} ({truths[name].get('kind', '')}): served RSSI")
-        scenarios[name] = {'kind': truths[name].get('kind'), 'blocked': blocked,
-                           'policies': metrics}
-        rows += report.policy_rows(name, metrics)
-        if blocked:
-            checks.append(report.proactive_check(name, metrics))
-    blocked_names = [n for n in wanted if scenarios[n]['blocked']]
-    clear_names = [n for n in wanted if not scenarios[n]['blocked']]
-
-    def mean_rssi(policy: str, subset: list[str]) -> float | None:
-        values = [scenarios[n]['policies'][policy]['mean_served_rssi_dbm'] for n in subset]
-        return float(np.mean(values)) if values else None
-
-    doc = {'model': str(args.model), 'data': str(args.data), 'latency_ms': latency_ms,
-           'hysteresis': {'p_on': hysteresis.p_on, 'p_off': hysteresis.p_off,
-                          'on_windows': hysteresis.on_windows,
-                          'off_windows': hysteresis.off_windows,
-                          'min_dwell_ms': hysteresis.min_dwell_ns / 1e6},
-           'blocked_scenarios': len(blocked_names),
-           'proactive_before_blockage': sum(c['proactive_before_blockage'] for c in checks),
-           'proactive_above_reactive': sum(c['proactive_above_reactive'] for c in checks),
-           'false_alarm_handovers_in_clear_scenarios':
-               sum(scenarios[n]['policies']['proactive']['handovers'] for n in clear_names),
-           'mean_served_rssi_dbm': {p: {'blocked': mean_rssi(p, blocked_names),
-                                        'clear': mean_rssi(p, clear_names)}
-                                    for p in emu.POLICIES},
-           'checks': checks, 'scenarios': scenarios}
+        tl = timelines[name]
+        preds = emu.FramePredictions.from_windows(
+            tl, {r: v['windows'] for r, v in raw[name].items()})
+        result = emu.emulate(tl, options[name], preds=preds)
+        doc = report.summary(result)
+        doc['predictions'] = emu.prediction_scores(tl, preds, threshold)
+        doc['windows'] = {r: [[int(s), round(float(p), 5)] for s, p in v['windows']]
+                          for r, v in raw[name].items()}
+        scenarios[name] = doc
+        table += report.rows(name, result.metrics, {'proactive': result.check})
+        report.write_csv(out / f'fig5_{name}.csv', tl, result.results)
+        report.plot(out / f'fig5_{name}.png', tl, result.results, records=result.records,
+                    title=f"{name} ({tl.extra.get('kind') or ''}), {len(tl.rsus)} RSUs")
+    h = next(iter(options.values())).decision.hysteresis if options else None
+    doc = {'model': str(args.model), 'data': str(args.data), 'n_rsus': min(n_rsus, default=0),
+           'presets': presets, 'latency_ms': latency_ms,
+           'latency_source': 'given' if args.latency_ms is not None
+           else f'median streaming inference per window here, torch threads '
+                f'{torch.get_num_threads()}',
+           'decision_threshold': threshold,
+           'hysteresis': None if h is None else {
+               'p_on': h.p_on, 'p_off': h.p_off, 'on_windows': h.on_windows,
+               'off_windows': h.off_windows, 'min_dwell_ms': h.min_dwell_ns / 1e6,
+               'floor_windows': h.floor_windows,
+               'neighbour_stale_ms': h.neighbour_stale_ns / 1e6},
+           'never_worse_tolerance': {'mean_rssi_db': emu.NEVER_WORSE_RSSI_TOL_DB,
+                                     'time_below_s': emu.NEVER_WORSE_TIME_TOL_S},
+           **totals(scenarios, emu.POLICIES),
+           'topic_maps': {r: v['topic_map'] for r, v in next(iter(raw.values())).items()}
+           if raw else {},
+           'scenarios': scenarios}
     (out / 'summary.json').write_text(json.dumps(doc, indent=1) + '\n')
-    table = report.markdown_table(rows)
-    (out / 'summary.md').write_text(f'# mmtok emulate: `{args.model}` on `{args.data}`\n\n'
-                                    f'decision latency {latency_ms:.1f} ms\n\n{table}')
-    print(table)
+    md = report.markdown(table)
+    (out / 'summary.md').write_text(
+        f'# mmtok emulate: `{args.model}` on `{args.data}`\n\n'
+        f"preset {'/'.join(presets)}, decision latency {latency_ms:.1f} ms; never worse than "
+        f'reactive: no more time below S_th, mean served RSSI at most '
+        f'{emu.NEVER_WORSE_RSSI_TOL_DB} dB lower\n\n{md}')
+    print(md)
     print(f"proactive before the blockage in {doc['proactive_before_blockage']}/"
-          f"{len(blocked_names)} blocked scenarios, served RSSI above reactive in "
-          f"{doc['proactive_above_reactive']}/{len(blocked_names)}; "
+          f"{doc['blocked_scenarios']} blocked scenarios, served RSSI above reactive in "
+          f"{doc['proactive_above_reactive']}/{doc['blocked_scenarios']}; never worse than "
+          f"reactive in {doc['never_worse_passed']}/{doc['scenarios_checked']}; "
           f"{doc['false_alarm_handovers_in_clear_scenarios']} handovers in "
-          f"{len(clear_names)} clear scenarios (latency {latency_ms:.1f} ms)")
+          f"{len(wanted) - doc['blocked_scenarios']} clear scenarios "
+          f'(latency {latency_ms:.1f} ms)')
     print(f'wrote {out}/summary.json, summary.md and fig5_*.png')
     return 0

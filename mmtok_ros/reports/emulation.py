@@ -1,49 +1,53 @@
-"""Emulation reports: the Fig. 5 plot, CSV and ``summary.json`` of one scenario, table rows
-and Markdown, and the issue's acceptance check. The emulation itself (timeline, policies,
-metrics) is run-time logic in ``runtime/emulation.py``; this module only writes and checks
-what it returns.
-"""
+"""Reports of the handover emulation (``runtime/emulation``), for any number of RSUs: a
+Fig. 5-style plot, a CSV per scenario, ``summary.json`` of one scenario, table rows and the
+Markdown table. Only writes what the emulation returns."""
 from __future__ import annotations
 
 import csv
 import json
 from pathlib import Path
+from typing import Mapping, Sequence
 
 import numpy as np
 
-from ..runtime.emulation import PolicyResult, Timeline
+from ..runtime.emulation import DecisionRecord, PolicyResult, ScenarioResult, Timeline
+
+_POLICY_STYLE = {'oracle': ('tab:green', '--'), 'reactive': ('tab:red', '-'),
+                 'proactive': ('tab:blue', '-')}
+_RSU_COLORS = ('tab:orange', 'tab:cyan', 'tab:olive', 'tab:brown', 'tab:pink', 'tab:gray')
 
 
-def summary(results: dict[str, PolicyResult], timeline: Timeline) -> dict:
-    return {'scenario': timeline.name, 's_th_dbm': timeline.s_th_dbm,
-            'frame_period_ms': timeline.period_ns / 1e6, 'frames': int(len(timeline.t_ns)),
-            'blockage_intervals_s': [[(a - timeline.t0_ns) / 1e9, (b - timeline.t0_ns) / 1e9]
-                                     for a, b in timeline.blockage_intervals_ns],
-            'policies': {name: r.metrics for name, r in results.items()}}
+def _style(name: str) -> tuple[str | None, str]:
+    return _POLICY_STYLE.get(name.split(' ')[0], (None, '-'))
 
 
-def write_csv(path: str | Path, timeline: Timeline, results: dict[str, PolicyResult]) -> Path:
+def write_csv(path: str | Path, timeline: Timeline,
+              results: Mapping[str, PolicyResult]) -> Path:
+    """Per frame: time, every RSU's true and measured RSSI, each policy's serving RSU and
+    served RSSI."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     names = list(results)
     with path.open('w', newline='') as f:
         w = csv.writer(f)
-        w.writerow(['frame', 't_s', f'rssi_{timeline.home_rsu}_dbm',
-                    f'rssi_{timeline.target_rsu}_dbm']
+        w.writerow(['frame', 't_s']
+                   + [c for r in timeline.rsus for c in (f'true_{r}_dbm', f'measured_{r}_dbm')]
                    + [c for n in names for c in (f'serving_{n}', f'served_{n}_dbm')])
         for k, t in enumerate(timeline.t_ns.tolist()):
-            row = [k, f'{(t - timeline.t0_ns) / 1e9:.3f}',
-                   f'{timeline.rssi_dbm[timeline.home_rsu][k]:.2f}',
-                   f'{timeline.rssi_dbm[timeline.target_rsu][k]:.2f}']
+            row = [k, f'{timeline.seconds(t):.3f}']
+            for r in timeline.rsus:
+                row += [f'{timeline.rssi_dbm[r][k]:.2f}', f'{timeline.measured_dbm[r][k]:.2f}']
             for n in names:
                 row += [results[n].serving[k], f'{results[n].served_rssi_dbm[k]:.2f}']
             w.writerow(row)
     return path
 
 
-def plot(path: str | Path, timeline: Timeline, results: dict[str, PolicyResult], *,
-         title: str | None = None) -> Path:
-    """A Fig. 5-style plot: RSSI of both links, served RSSI per policy, S_th, blockages."""
+def plot(path: str | Path, timeline: Timeline, results: Mapping[str, PolicyResult], *,
+         records: Sequence[DecisionRecord] = (), title: str | None = None) -> Path:
+    """Top: every RSU's true RSSI, each link's blockages shaded in its colour, S_th and each
+    policy's served RSSI. Bottom: each policy's serving RSU, the proactive handovers marked
+    with the rule that fired."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
@@ -51,84 +55,118 @@ def plot(path: str | Path, timeline: Timeline, results: dict[str, PolicyResult],
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     frames = np.arange(len(timeline.t_ns))
-    fig, ax = plt.subplots(figsize=(8, 4))
-    for a, b in timeline.blockage_intervals_ns:
-        k0 = int(np.searchsorted(timeline.t_ns, a))
-        k1 = int(np.searchsorted(timeline.t_ns, b))
-        ax.axvspan(k0 - 0.5, k1 + 0.5, color='0.85', label='blockage (truth)' if a ==
-                   timeline.blockage_intervals_ns[0][0] else None)
-    ax.plot(frames, timeline.rssi_dbm[timeline.home_rsu], color='0.5', lw=1, ls=':',
-            label=f'{timeline.home_rsu} RSSI')
-    ax.plot(frames, timeline.rssi_dbm[timeline.target_rsu], color='0.3', lw=1, ls='-.',
-            label=f'{timeline.target_rsu} RSSI')
-    styles = {'oracle': ('tab:green', '--'), 'reactive': ('tab:red', '-'),
-              'proactive': ('tab:blue', '-')}
-    for name, r in results.items():
-        color, ls = styles.get(name, (None, '-'))
-        ax.plot(frames, r.served_rssi_dbm, color=color, ls=ls, lw=1.8,
+    color = {r: _RSU_COLORS[i % len(_RSU_COLORS)] for i, r in enumerate(timeline.rsus)}
+    fig, (ax, ax2) = plt.subplots(2, 1, figsize=(9, 6.2), sharex=True,
+                                  gridspec_kw={'height_ratios': [3, 1.3]})
+    for r in timeline.rsus:
+        for a, b in timeline.link_intervals_ns.get(r, []):
+            k0, k1 = (int(np.searchsorted(timeline.t_ns, v)) for v in (a, b))
+            ax.axvspan(k0 - 0.5, k1 + 0.5, color=color[r], alpha=0.12, lw=0)
+        ax.plot(frames, timeline.rssi_dbm[r], color=color[r], lw=1, ls=':',
+                label=f'{r} RSSI (true; shaded: {r} blocked)')
+    for name, res in results.items():
+        c, ls = _style(name)
+        ax.plot(frames, res.served_rssi_dbm, color=c, ls=ls, lw=1.8, alpha=0.85,
                 label=f'served: {name}')
     ax.axhline(timeline.s_th_dbm, color='k', lw=0.8, ls='--', label='$S_{th}$')
-    ax.set_xlabel(f'time frame ({timeline.period_ns / 1e6:.0f} ms)')
     ax.set_ylabel('RSSI [dBm]')
     ax.set_title(title or f'{timeline.name}: served RSSI with handover')
-    ax.legend(fontsize=7, loc='lower left', ncol=2)
+    ax.legend(fontsize=6.5, loc='lower left', ncol=2)
     ax.grid(alpha=0.3)
+    index = {r: i for i, r in enumerate(timeline.rsus)}
+    offsets = {n: (i - (len(results) - 1) / 2) * 0.12 for i, n in enumerate(results)}
+    for name, res in results.items():
+        c, ls = _style(name)
+        ax2.step(frames, [index[s] + offsets[name] for s in res.serving], where='post',
+                 color=c, ls=ls, lw=1.6, label=name)
+    for rec in records:
+        ax2.annotate(rec.reason.replace('_', ' '), (rec.frame, index[rec.target_rsu]),
+                     fontsize=6, color='tab:blue', xytext=(3, 6), textcoords='offset points')
+    ax2.set_yticks(range(len(timeline.rsus)), list(timeline.rsus))
+    ax2.set_ylim(-0.5, len(timeline.rsus) - 0.5)
+    ax2.set_ylabel('serving')
+    ax2.set_xlabel(f'time frame ({timeline.period_ns / 1e6:.0f} ms)')
+    ax2.legend(fontsize=6.5, loc='upper left', ncol=3)
+    ax2.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
 
 
-def write_outputs(out_dir: str | Path, timeline: Timeline, results: dict[str, PolicyResult],
-                  *, stem: str | None = None, title: str | None = None) -> dict:
-    """``<stem>.png``, ``<stem>.csv`` and ``summary.json`` in ``out_dir``; returns the summary."""
+def records_doc(timeline: Timeline, records: Sequence[DecisionRecord]) -> list[dict]:
+    """The proactive decisions as JSON: frame, execution time, source, target, rule."""
+    return [{'frame': r.frame, 't_s': timeline.seconds(r.exec_ns),
+             'source': r.event.source_rsu, 'target': r.target_rsu, 'reason': r.reason,
+             'p_blocked': r.event.p_blocked} for r in records]
+
+
+def switches_doc(timeline: Timeline, results: Mapping[str, PolicyResult]) -> dict:
+    return {n: [{'t_s': timeline.seconds(s.time_ns), 'rsu': s.rsu} for s in r.switches]
+            for n, r in results.items()}
+
+
+def summary(result: ScenarioResult) -> dict:
+    """One scenario: its frames and blockages, each policy's metrics, the check, the
+    proactive decisions and every policy's switches."""
+    tl = result.timeline
+    return {'scenario': tl.name, 'kind': tl.extra.get('kind'), 's_th_dbm': tl.s_th_dbm,
+            'frame_period_ms': tl.period_ns / 1e6, 'frames': int(len(tl.t_ns)),
+            'rsus': list(tl.rsus), 'initial_rsu': tl.home_rsu,
+            'blockage_intervals_s': {r: [[tl.seconds(a), tl.seconds(b)] for a, b in v]
+                                     for r, v in tl.link_intervals_ns.items() if v},
+            'policies': result.metrics, 'check': result.check,
+            'proactive_events': records_doc(tl, result.records),
+            'switches': switches_doc(tl, result.results)}
+
+
+def write_outputs(out_dir: str | Path, result: ScenarioResult, *, stem: str | None = None,
+                  title: str | None = None) -> dict:
+    """``<stem>.png``, ``<stem>.csv`` and ``summary.json`` in ``out_dir``; returns the
+    summary."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    stem = stem or (timeline.name or 'emulation')
-    doc = summary(results, timeline)
-    doc['switches'] = {n: [{'t_s': (s.time_ns - timeline.t0_ns) / 1e9, 'rsu': s.rsu}
-                           for s in r.switches] for n, r in results.items()}
-    doc['csv'] = write_csv(out_dir / f'{stem}.csv', timeline, results).name
-    doc['png'] = plot(out_dir / f'{stem}.png', timeline, results, title=title).name
+    stem = stem or (result.timeline.name or 'emulation')
+    doc = summary(result)
+    doc['csv'] = write_csv(out_dir / f'{stem}.csv', result.timeline, result.results).name
+    doc['png'] = plot(out_dir / f'{stem}.png', result.timeline, result.results,
+                      records=result.records, title=title).name
     (out_dir / 'summary.json').write_text(json.dumps(doc, indent=1) + '\n')
     return doc
 
 
-def policy_rows(scenario: str, metrics: dict[str, dict]) -> list[dict]:
-    """One table row per policy of a scenario's emulation metrics."""
-    return [{'scenario': scenario, 'policy': policy,
-             'before': bool(m['handed_over_before_blockage']
-                            and m['handed_over_before_blockage'][0]),
-             **{k: m[k] for k in ('lead_time_ms', 'mean_served_rssi_dbm',
-                                  'time_below_threshold_s', 'handovers')}}
-            for policy, m in metrics.items()]
+def rows(scenario: str, metrics: Mapping[str, Mapping],
+         checks: Mapping[str, Mapping] | None = None) -> list[dict]:
+    """One table row per policy of one scenario; ``checks``: policy -> its
+    ``never_worse_check``."""
+    out = []
+    for policy, m in metrics.items():
+        check = (checks or {}).get(policy)
+        out.append({'scenario': scenario, 'policy': policy,
+                    **{k: m[k] for k in ('serving_blockages', 'handed_over_before_blockage',
+                                         'lead_time_ms', 'mean_served_rssi_dbm',
+                                         'time_below_threshold_s', 'handovers')},
+                    'never_worse': None if check is None else check['passed']})
+    return out
 
 
-def markdown_table(rows: list[dict]) -> str:
-    """Rows of :func:`policy_rows` as a Markdown table."""
+def markdown(table_rows: Sequence[Mapping]) -> str:
+    """Rows of :func:`rows` as a Markdown table."""
     head = ('| scenario | policy | handed over before blockage | lead time [ms] | '
-            'mean served RSSI [dBm] | time below S_th [s] | handovers |')
-    lines = [head, '|' + '---|' * 7]
-    for r in rows:
+            'mean served RSSI [dBm] | time below S_th [s] | handovers | never worse than '
+            'reactive |')
+    lines = [head, '|' + '---|' * 8]
+    for r in table_rows:
         lead = '-' if r['lead_time_ms'] is None else f"{r['lead_time_ms'] + 0.0:.0f}"
         lead = '0' if lead == '-0' else lead   # a reaction 1 ns after the frame
-        lines.append(f"| {r['scenario']} | {r['policy']} | {'yes' if r['before'] else 'no'} | "
-                     f"{lead} | {r['mean_served_rssi_dbm']:.2f} | "
-                     f"{r['time_below_threshold_s']:.1f} | {r['handovers']} |")
+        before = (f"{r['handed_over_before_blockage']}/{r['serving_blockages']}"
+                  if r['serving_blockages'] else '-')
+        check = {None: '', True: 'PASS', False: 'FAIL'}[r['never_worse']]
+        lines.append(f"| {r['scenario']} | {r['policy']} | {before} | {lead} | "
+                     f"{r['mean_served_rssi_dbm']:.2f} | {r['time_below_threshold_s']:.1f} | "
+                     f"{r['handovers']} | {check} |")
     return '\n'.join(lines) + '\n'
 
 
-def proactive_check(scenario: str, metrics: dict[str, dict], proactive: str = 'proactive') -> dict:
-    """Issue acceptance for one scenario: the proactive policy handed over before the (first)
-    blockage wherever the oracle did, and its mean served RSSI is above the reactive one's."""
-    oracle_before = any(metrics['oracle']['handed_over_before_blockage'])
-    prop = metrics[proactive]
-    return {'scenario': scenario,
-            'proactive_before_blockage': (not oracle_before) or
-            bool(prop['handed_over_before_blockage'] and prop['handed_over_before_blockage'][0]),
-            'proactive_above_reactive': prop['mean_served_rssi_dbm'] >
-            metrics['reactive']['mean_served_rssi_dbm']}
-
-
-__all__ = ['markdown_table', 'plot', 'policy_rows', 'proactive_check', 'summary', 'write_csv',
+__all__ = ['markdown', 'plot', 'records_doc', 'rows', 'summary', 'switches_doc', 'write_csv',
            'write_outputs']

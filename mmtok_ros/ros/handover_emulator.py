@@ -1,11 +1,12 @@
 """handover_emulator: served RSSI under proactive, reactive and oracle handover (Fig. 5).
 
-Records the RSU node's handover triggers (with the time they arrive here: the handover
-executes when the decision is known, so a late inference hands over late) and both RSUs'
-measured RSSI; at shutdown, or ``exit_after_idle_s`` after the RSSI stops, it runs the
-ROS-free emulation (``mmtok_ros.runtime.emulation``) and writes ``<stem>.png``,
-``<stem>.csv`` and ``summary.json`` to ``out_dir`` (``mmtok_ros.reports.emulation``). Run it with ``use_sim_time`` while a bag
-plays so trigger times are bag times.
+An adapter: it records the RSU node's handover triggers (with the time they arrive here: the
+handover executes when the decision is known, so a late inference hands over late) and both
+RSUs' measured RSSI; at shutdown, or ``exit_after_idle_s`` after the RSSI stops, it hands them
+to the emulation core (``mmtok_ros.runtime.emulation``, the testbed preset: ``home_rsu`` is a
+fixed home) and writes ``<stem>.png``, ``<stem>.csv`` and ``summary.json`` to ``out_dir``
+(``mmtok_ros.reports.emulation``). Run it with ``use_sim_time`` while a bag plays so trigger
+times are bag times.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..constants import NS_PER_MS, NS_PER_S
 from ..data.decode import stamp_ns
 from ..reports.emulation import write_outputs
 from ..runtime import emulation as emu
@@ -94,9 +96,9 @@ class HandoverEmulatorNode(Node):
     def _trigger_time_ns(self, trigger: dict) -> int:
         """Receipt time in bag time; without sim time, window stamp + node latency."""
         received, stamp = trigger['received_ns'], trigger['stamp_ns']
-        if abs(received - stamp) < 60 * 1_000_000_000:   # same time base (use_sim_time)
+        if abs(received - stamp) < 60 * NS_PER_S:   # same time base (use_sim_time)
             return received
-        return stamp + int(trigger['latency_ms'] * 1e6)
+        return stamp + int(trigger['latency_ms'] * NS_PER_MS)
 
     def write(self) -> dict | None:
         """Run the emulation on what was received and write the outputs; returns the summary."""
@@ -107,27 +109,20 @@ class HandoverEmulatorNode(Node):
         if not samples[p.home_rsu] and self.truth is None:
             self.get_logger().warning('no RSSI received; nothing to emulate')
             return None
-        period_ns = int(p.frame_period_ms * 1e6)
-        measured = emu.timeline_from_samples(samples, home_rsu=p.home_rsu,
-                                             target_rsu=p.target_rsu, period_ns=period_ns,
-                                             s_th_dbm=p.s_th_dbm)
         if self.truth is not None:
-            timeline = emu.timeline_from_truth(self.truth, home_rsu=p.home_rsu,
-                                               target_rsu=p.target_rsu)
-            home_measured = (emu.measured_on_timeline(timeline, samples[p.home_rsu])
-                             if samples[p.home_rsu]
-                             else emu.timeline_measured_from_truth(self.truth, p.home_rsu))
+            timeline = emu.with_measured(emu.timeline_from_truth(self.truth,
+                                                                 home_rsu=p.home_rsu), samples)
         else:
-            timeline, home_measured = measured, None
-        proactive = emu.proactive_switches(
+            timeline = emu.timeline_from_samples(samples, home_rsu=p.home_rsu,
+                                                 period_ns=int(p.frame_period_ms * NS_PER_MS),
+                                                 s_th_dbm=p.s_th_dbm)
+        proactive = emu.switches_from_triggers(
             (self._trigger_time_ns(t), t['target_rsu']) for t in triggers if t['target_rsu'])
-        policies = {'proactive': proactive,
-                    'reactive': emu.reactive_switches(timeline, home_measured,
-                                                      off_frames=p.reactive_off_frames),
-                    'oracle': emu.oracle_switches(timeline)}
-        results = emu.emulate(timeline, policies)
-        stem = p.stem or timeline.name or 'emulation'
-        doc = write_outputs(self.out_dir, timeline, results, stem=stem)
+        options = emu.EmulationOptions.testbed(home_rsu=p.home_rsu,
+                                               hand_back_frames=p.reactive_off_frames)
+        result = emu.emulate(timeline, options, proactive=proactive)
+        results = result.results
+        doc = write_outputs(self.out_dir, result, stem=p.stem or timeline.name or 'emulation')
         self.written = doc
         lines = [f'{n}: mean {r.metrics["mean_served_rssi_dbm"]:.1f} dBm, below S_th '
                  f'{r.metrics["time_below_threshold_s"]:.1f} s, {r.metrics["handovers"]} '
