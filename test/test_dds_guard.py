@@ -45,7 +45,8 @@ def test_local_dds_env_overrides_discovery_and_picks_a_domain():
 def test_every_place_that_starts_rclpy_processes_keeps_dds_local():
     """Makefile (make test, make demo; .ci/run runs make test), conftest (pytest and the node
     processes tests start), and the tools that start node processes (mmtok bench --e2e and
-    mmtok demo through ros.pipeline): each sets LOCALHOST and a domain id."""
+    mmtok demo through ros.pipeline, mmtok soak through ros.soak): each sets LOCALHOST and a
+    domain id."""
     makefile = (ROOT / 'Makefile').read_text()
     assert re.search(r'^export ROS_AUTOMATIC_DISCOVERY_RANGE\s*:?=\s*LOCALHOST\s*$', makefile,
                      re.M), 'Makefile must export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST'
@@ -75,7 +76,7 @@ def test_every_place_that_starts_rclpy_processes_keeps_dds_local():
                 f'{path} starts {OUR_EXECUTABLES} without ros_env.local_dds_env'
             assert all(any(k.arg == 'env' for k in c.keywords) or len(c.args) >= 4
                        for c in starts), f'{path}: every NodeProcess needs the env'
-    assert starters == ['pipeline.py'], starters
+    assert starters == ['pipeline.py', 'soak.py'], starters
     demo = ast.parse((ROOT / 'mmtok_ros' / 'commands' / 'demo.py').read_text())
     assert any(True for _ in _calls(demo, ('local_dds_env',)))
     # tests: a subprocess gets this session's environment (set by conftest), never a new one

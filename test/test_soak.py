@@ -60,6 +60,19 @@ def test_latency_per_minute_and_the_drift_of_p99_after_warm_up():
     assert latency_drift(lat, warmup_s=0.0, end_s=60.0)['window_s'] == 30.0
 
 
+def test_the_nodes_get_the_parameters_of_multi_rsu_launch():
+    from mmtok_ros.ros.soak import SoakConfig, rsu_params
+    from mmtok_ros.ros.processes import ros_args
+    ids = ['rsu1', 'rsu2', 'rsu3']
+    p = rsu_params(2, ids, SoakConfig())
+    assert (p['rsu_id'], p['target_rsu'], p['neighbours']) == ('rsu3', 'rsu2', 'rsu1,rsu2')
+    assert p['rssi_topics'] == ['/rssi/rsu3', '/rssi/rsu2']
+    assert rsu_params(0, ids, SoakConfig())['rssi_topics'] == ['/rssi/rsu1', '/rssi/rsu2']
+    # the shipped model: no ``-p model_path:=`` (an empty value does not parse)
+    assert not any(a.startswith('model_path:=') for a in ros_args(p))
+    assert rsu_params(0, ids, SoakConfig(model='/m.pt'))['model_path'] == '/m.pt'
+
+
 def _record(**over) -> dict:
     diag = {'windows_built': 5, 'windows_published': 5, 'deadline_misses': 1, 'handovers': 1}
     record = {

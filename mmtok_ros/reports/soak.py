@@ -197,6 +197,7 @@ def summarize(record: dict[str, Any]) -> dict[str, Any]:
         lat = [v for t, v in received if t <= end_s]     # not the windows drained after it
         row.update(statuses_received=len(received), latency_p50_ms=percentile(lat, 50),
                    latency_p99_ms=percentile(lat, 99))
+        row['last_diagnostics'] = node['diagnostics'][-1] if node['diagnostics'] else {}
         nodes[rsu] = row
     summary = {
         'config': record['config'], 'started_utc': record['started_utc'],
@@ -256,6 +257,11 @@ def format_report(summary: dict[str, Any]) -> str:
     lost = {r: n['windows']['frames_lost_before_a_window'] for r, n in summary['nodes'].items()}
     out.append('frames lost before a window (not windows): ' + '; '.join(
         f'{r}: ' + ', '.join(f'{k} {v}' for k, v in d.items()) for r, d in lost.items()))
+    replay = summary.get('replay') or {}
+    rss = [v for v in (replay.get('rss_samples') or {}).get('rss_mb', []) if v is not None]
+    if rss:
+        out.append(f"bag_replay: {replay.get('loops_completed', 0)} loops of the bag, RSS "
+                   f'{rss[0]:.0f} -> {rss[-1]:.0f} MiB (max {max(rss):.0f})')
     rows = [['minute', 'windows', 'p50 [ms]', 'p99 [ms]', '']]
     for b in summary['latency_per_minute']:
         rows.append([f"{b['minute']}", str(b['n']), _num(b['p50_ms'], '{:.1f}'),
@@ -299,6 +305,7 @@ def plot_report(summary: dict[str, Any], path: Any) -> None:
                              'last')):
         if value is not None and drift['window_s'] > 0:
             lat_ax.hlines(value, lo / 60, (lo + drift['window_s']) / 60, colors='k', lw=2,
+                          linestyles='--' if what == 'first' else '-',
                           label=f"p99 of the {what} {drift['window_s'] / 60:.1f} min")
     lat_ax.set_ylabel('latency per minute [ms]')
     lat_ax.legend(loc='best', fontsize='small')

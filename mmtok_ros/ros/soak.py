@@ -80,12 +80,14 @@ def rsu_params(k: int, ids: list[str], cfg: SoakConfig) -> dict[str, Any]:
     the model's second RSSI; the last RSU reads the one before it)."""
     rsu = ids[k]
     neighbour = ids[k + 1] if k + 1 < len(ids) else ids[k - 1]
-    return {'model_path': cfg.model, 'device': cfg.device, 'use_sim_time': True,
-            'rsu_id': rsu, 'target_rsu': neighbour,
-            'neighbours': ','.join(i for i in ids if i != rsu),
-            'rssi_topics': [f'/rssi/{rsu}', f'/rssi/{neighbour}'],
-            'input_reliable': True,   # bag_replay publishes reliable (replay.launch.py)
-            'torch_threads': int(cfg.torch_threads)}
+    params = {'device': cfg.device, 'use_sim_time': True, 'rsu_id': rsu,
+              'target_rsu': neighbour, 'neighbours': ','.join(i for i in ids if i != rsu),
+              'rssi_topics': [f'/rssi/{rsu}', f'/rssi/{neighbour}'],
+              'input_reliable': True,   # bag_replay publishes reliable (replay.launch.py)
+              'torch_threads': int(cfg.torch_threads)}
+    if cfg.model:        # ``-p model_path:=`` (empty) does not parse; the default is shipped
+        params['model_path'] = cfg.model
+    return params
 
 
 class RsuProcess(NodeProcess):
