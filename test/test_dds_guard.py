@@ -80,14 +80,18 @@ def test_every_place_that_starts_rclpy_processes_keeps_dds_local():
     demo = ast.parse((ROOT / 'mmtok_ros' / 'commands' / 'demo.py').read_text())
     assert any(True for _ in _calls(demo, ('local_dds_env',)))
     # tests: a subprocess gets this session's environment (set by conftest), never a new one
+    shared = {n.name: ast.unparse(n) for helper in ('launch_helpers.py', 'ros_helpers.py')
+              for n in ast.walk(ast.parse((ROOT / 'test' / helper).read_text()))
+              if isinstance(n, ast.FunctionDef)}
     for path in sorted((ROOT / 'test').glob('test_*.py')):
         if path.name == Path(__file__).name:
             continue            # strips the settings on purpose, to see the guard refuse
         tree = ast.parse(path.read_text())
         assigned = {t.id: n.value for n in ast.walk(tree)
                     if isinstance(n, ast.Assign) for t in n.targets if isinstance(t, ast.Name)}
-        helpers = {n.name: ast.unparse(n) for n in ast.walk(tree)
-                   if isinstance(n, ast.FunctionDef)}
+        helpers = dict(shared)   # env=ws.env(): the test helpers' functions and methods
+        helpers.update({n.name: ast.unparse(n) for n in ast.walk(tree)
+                        if isinstance(n, ast.FunctionDef)})
         for call in _calls(tree, ('Popen', 'run')):
             env = next((k.value for k in call.keywords if k.arg == 'env'), None)
             if env is None:
@@ -95,8 +99,10 @@ def test_every_place_that_starts_rclpy_processes_keeps_dds_local():
             if isinstance(env, ast.Name):      # env = ... earlier in the file
                 env = assigned.get(env.id, env)
             text = ast.unparse(env)
-            if isinstance(env, ast.Call) and getattr(env.func, 'id', None) in helpers:
-                text = helpers[env.func.id]    # env = _child_env(): read the helper
+            name = (getattr(env.func, 'id', None) or getattr(env.func, 'attr', None)
+                    if isinstance(env, ast.Call) else None)
+            if name in helpers:
+                text = helpers[name]           # env = _child_env(): read the helper
             assert 'os.environ' in text, \
                 f'{path.name}:{call.lineno}: subprocess env must start from os.environ'
 

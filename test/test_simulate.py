@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from mmtok_ros.constants import S_TH_DBM
-from mmtok_ros.sim import camera, channel, lidar, scene
+from mmtok_ros.sim import camera, channel, layout, lidar, scene
 from mmtok_ros.sim.simulate import simulate
 
 sim_mod = importlib.import_module('mmtok_ros.sim.simulate')   # the package re-exports simulate()
@@ -100,7 +100,7 @@ def test_default_kinds_block_and_clear():
 # ----------------------------------------------------------------------------- sensors
 def test_camera_and_lidar_outputs_and_speed():
     sc = scene.make_scenario(0, seed=0)
-    boxes = sc.boxes_at(8.0) + scene.static_boxes()
+    boxes = sc.boxes_at(8.0) + layout.static_boxes()
     rng = np.random.default_rng(0)
     camera.render(boxes, rng)                                       # builds the background
     tic = time.perf_counter()

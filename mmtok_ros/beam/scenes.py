@@ -25,7 +25,8 @@ from ..errors import UserInputError
 from ..model.config import ModelConfig
 from ..sim import camera, lidar
 from ..sim.channel import box_blockage_loss_db
-from ..sim.scene import CAR, LANE_Y_M, RSU_XYZ_M, VEHICLES, Track, VehicleSpec, static_boxes
+from ..sim.layout import static_boxes
+from ..sim.scene import CAR, LANE_Y_M, RSU_XYZ_M, VEHICLES, Track, VehicleSpec
 from ..train.dataset import WindowDataset
 from .inputs import FRAME_PERIOD_S, frame_inputs
 from .radar import DEEPSENSE_RADAR, synthetic_cube

@@ -145,3 +145,8 @@ def road_layout(n_rsus: int, spacing_m: float = ROAD_SPACING_M) -> RoadLayout:
                     for rsu in rsus for sensor in ('image', 'lidar', 'rssi'))
     return RoadLayout('road', tuple((k - 1) * spacing_m for k in range(1, n_rsus + 1)),
                       streams, world_frame=ROAD_FRAME, t0_ns=1_717_300_000_000_000_000)
+
+
+def static_boxes() -> list:
+    """RSU 2's pole in RSU 1's sensor view (RSU 1's own pole is out of its sensors' view)."""
+    return TESTBED.seen_from('rsu1', [])

@@ -209,13 +209,6 @@ class Scenario(Traffic):
         return out
 
 
-def static_boxes() -> list[tuple[np.ndarray, np.ndarray, VehicleSpec]]:
-    """RSU 2's pole in RSU 1's sensor view (RSU 1's own pole is out of its sensors' view)."""
-    from .layout import TESTBED    # the layouts build on this module's geometry
-
-    return TESTBED.seen_from('rsu1', [])
-
-
 def jitter_track(track: Track, rng: np.random.Generator) -> Track:
     """One instance of a kind's track: speed x U(0.94, 1.06) (within the speed cap), start
     +-0.6 m; the draws in this order, so a seed gives the same scenarios."""
