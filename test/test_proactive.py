@@ -22,7 +22,7 @@ LABELS = np.array([0, 0, 0, 1, 1, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0], np.float32)
 GROUPS = np.array([0] * 12 + [1] * 4)
 # blocked now (label of the window before): windows 4, 5 and 11
 ALARM = np.array([1, 0, 1, 1, 1, 1, 1, 0, 1, 0, 0, 1, 1, 0, 1, 1], bool)
-# runs: 0 (clear, nothing ahead: false), 2-6 (starts at 2, still on at the onset at 3: an
+# runs: 0 (clear, nothing ahead: false), 2-6 (starts at 2, held until the onset at 3: an
 # early warning; runs past the blockage end at 5, 6: late all-clear, 2 tail windows), 8
 # (clear, off before the onset at 10: false, unless the label horizon reaches 10, H >= 3),
 # 11 (starts while blocked now: the tail of the blockage at 10, a late all-clear of 1
@@ -38,6 +38,19 @@ def test_a_false_alarm_starts_on_a_clear_link_with_no_blockage_within_the_horizo
     assert false_alarms(ALARM, LABELS, GROUPS, definition='legacy') == 6
     with pytest.raises(ValueError, match='definition'):
         false_alarms(ALARM, LABELS, GROUPS, definition='other')
+
+
+def test_an_alarm_held_from_far_ahead_is_false_and_one_held_from_near_ahead_a_warning():
+    labels = np.array([0] * 12 + [1, 1, 0], np.float32)      # onset at window 12
+    groups = np.zeros(15, np.int64)
+    always = np.ones(15, bool)                                 # raised 13 frames ahead
+    assert false_alarms(always, labels, groups) == 1
+    near = np.r_[np.zeros(8, bool), np.ones(7, bool)]          # raised 5 frames ahead
+    assert false_alarms(near, labels, groups) == 0
+    assert false_alarms(near[1:], labels[1:], groups[1:]) == 0
+    early = np.r_[np.zeros(7, bool), np.ones(8, bool)]         # 6 frames ahead: too early
+    assert false_alarms(early, labels, groups) == 1
+    assert alarm_scores(early, labels, groups)['onset_recall_ahead']['5'] == 1.0
 
 
 def test_persistence_has_no_false_alarm_only_a_late_all_clear_per_blockage():

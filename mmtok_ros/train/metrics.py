@@ -11,9 +11,9 @@ Accuracy rewards persistence when blockages start abruptly, so every table also 
   (0 for a missed onset), in frames and ms; the median over onsets;
 * **false alarms per minute of clear link**, by one of two definitions
   (``FALSE_ALARM_DEFINITIONS``). ``proactive`` (the default): an alarm run that *starts* on a
-  window whose link is clear now, with no blocked frame within the label horizon, and that
-  goes off again before any blockage; runs that start while the link is blocked are the
-  reaction to it, and runs still on when a blockage comes are early warnings. ``legacy`` (the
+  window whose link is clear now, with no blocked frame within the label horizon, unless it
+  is held until a blockage it announced at most ``MAX_LEAD_FRAMES`` ahead (an early warning);
+  runs that start while the link is blocked are the reaction to it. ``legacy`` (the
   tables before): every run of alarms on clear windows that does not run into a blockage
   onset, the tail of an alarm after a blockage included;
 * **late all-clears** (with either definition): blockage ends after which the alarm is still
@@ -38,6 +38,8 @@ from ..constants import DEFAULT_DECISION_THRESHOLD, FRAME_PERIOD_MS, ONSET_FRAME
 
 DEFAULT_MAX_FALSE_ALARMS_PER_MIN = 1.0
 FALSE_ALARM_DEFINITIONS = ('proactive', 'legacy')
+# the longest lead (frames) for which an alarm held until a blockage counts as its warning
+MAX_LEAD_FRAMES = max(ONSET_FRAMES_AHEAD)
 
 
 def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
@@ -113,11 +115,12 @@ def false_alarms(alarm: np.ndarray, labels: np.ndarray, groups: np.ndarray, *,
     """False alarms of binary ``alarm``s by ``definition`` (see the module docstring).
 
     ``proactive``: alarm runs that start on a window whose link is clear now (the previous
-    window's label is clear, or the window starts its scenario), whose next ``horizon``
-    frames are all clear, and that end before any blocked frame: a run that is still on when
-    the blockage comes is an early warning (onset recall k frames ahead counts it), however
-    early it started. ``legacy``: runs of alarms on clear windows that do not run into an
-    onset, the alarm left on after a blockage included."""
+    window's label is clear, or the window starts its scenario) and whose next ``horizon``
+    frames are all clear, unless the run is held until a blockage that it announced at most
+    ``MAX_LEAD_FRAMES`` frames ahead (the longest lead onset recall credits): such a run is an
+    early warning. An alarm held from far ahead (an alarm that never goes off) is false.
+    ``legacy``: runs of alarms on clear windows that do not run into an onset, the alarm left
+    on after a blockage included."""
     alarm, labels = np.asarray(alarm, bool), np.asarray(labels)
     if definition == 'legacy':
         return _legacy_false_alarms(alarm, labels, groups)
@@ -135,7 +138,8 @@ def false_alarms(alarm: np.ndarray, labels: np.ndarray, groups: np.ndarray, *,
         while j < len(alarm) and alarm[j] and (j == i or not starts[j]) and labels[j] == 0:
             j += 1
         reaches_blockage = (j < len(alarm) and alarm[j] and not starts[j])   # labels[j] == 1
-        count += 0 if reaches_blockage else 1
+        early_warning = reaches_blockage and j - i + 1 <= MAX_LEAD_FRAMES      # its lead
+        count += 0 if early_warning else 1
     return count
 
 
