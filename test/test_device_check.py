@@ -41,8 +41,12 @@ def test_dry_run_on_the_cpu_runs_every_part_without_ros(tmp_path):
     k_fixed = next(r for r in rows if r['variant'] == 'fp32, K fixed once')
     assert k_fixed['decisions_differing_vs_fp32'] == 0          # the same K, the same model
     assert {r['method'] for r in parts['bench']['result']['rows']} == {'mha', 'routed'}
-    assert {r['option'] for r in parts['streaming']['result']['rows']} >= {
-        'eager', 'eager, K fixed once'}
+    streaming = parts['streaming']['result']['rows']
+    assert {r['option'] for r in streaming} >= {
+        'eager', 'eager, K fixed once', 'static buffers, no capture, K fixed once'}
+    static = [r for r in streaming if r['option'].startswith('static buffers')]
+    assert static and all(r['max_abs_p_diff_vs_eager'] < 1e-4 and not r['captured']
+                          for r in static)           # the CUDA-graph runner minus the capture
     onnx = parts['onnx']['result']
     assert onnx['routed']['frame_ms_median'] > 0 and 'CUDA' in onnx['cuda_execution_provider']
     summary = (tmp_path / 'device_check.md').read_text()

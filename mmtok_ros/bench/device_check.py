@@ -514,46 +514,67 @@ def _graph_autocast(device, precision: str):
 class GraphedFrames:
     """The node's per-frame work under two CUDA graphs: the tokenizer on one frame, and the
     transformer + head on the window's tokens (a shift register of the last T frames).
-    ``step(frame)`` returns p_blocked of the window that ends with ``frame``."""
+    ``step(frame)`` returns p_blocked of the window that ends with ``frame``.
 
-    def __init__(self, model, device, precision: str = 'fp32'):
+    ``capture=False`` (and always on a CPU) runs the same static buffers eagerly, so the dry
+    run checks everything here but the capture itself."""
+
+    def __init__(self, model, device, precision: str = 'fp32', capture: bool = True):
         import torch
 
         from ..model.preprocess import frame_shapes
-        autocast_for = _graph_autocast
         cfg = model.cfg
         self.model, self.device, self.precision = model, device, precision
+        self.captured = capture and device.type == 'cuda'
         self.frame = {m: torch.zeros((1, 1, *s), device=device)
                       for m, s in frame_shapes(cfg).items()}
         self.frame['present'] = torch.ones((1, 1, len(cfg.modalities)), dtype=torch.bool,
                                            device=device)
-        with torch.no_grad(), autocast_for(device, precision):
-            tok = model.tokenize(self.frame)                                # (1, 1, n, d)
+        tok = self._tokenize()                                              # (1, 1, n, d)
         self.tokens = torch.zeros((1, cfg.n_frames, *tok.shape[2:]), dtype=tok.dtype,
                                   device=device)
+        if not self.captured:
+            return
         side = torch.cuda.Stream(device)
         side.wait_stream(torch.cuda.current_stream(device))
-        with torch.cuda.stream(side), torch.no_grad(), autocast_for(device, precision):
+        with torch.cuda.stream(side):
             for _ in range(3):                       # warm up on a side stream (cuBLAS, cuDNN)
-                model.tokenize(self.frame)
-                model.encode(self.tokens)
+                self._tokenize()
+                self._encode()
         torch.cuda.current_stream(device).wait_stream(side)
         self.g_tok, self.g_enc = torch.cuda.CUDAGraph(), torch.cuda.CUDAGraph()
-        with torch.no_grad(), autocast_for(device, precision):
-            with torch.cuda.graph(self.g_tok):
-                self.tok_out = model.tokenize(self.frame)
-            with torch.cuda.graph(self.g_enc):
-                self.logits = model.encode(self.tokens)
+        with torch.cuda.graph(self.g_tok):
+            self.tok_out = self._tokenize()
+        with torch.cuda.graph(self.g_enc):
+            self.logits = self._encode()
+
+    def _tokenize(self):
+        import torch
+        with torch.no_grad(), _graph_autocast(self.device, self.precision):
+            return self.model.tokenize(self.frame)
+
+    def _encode(self):
+        import torch
+        with torch.no_grad(), _graph_autocast(self.device, self.precision):
+            return self.model.encode(self.tokens)
 
     def step(self, frame: dict) -> float:
         import torch
         for m, a in frame.items():
             self.frame[m].copy_(torch.from_numpy(a)[None, None])
-        self.g_tok.replay()
+        if self.captured:
+            self.g_tok.replay()
+            tok = self.tok_out
+        else:
+            tok = self._tokenize()
         self.tokens[:, :-1].copy_(self.tokens[:, 1:].clone())
-        self.tokens[:, -1].copy_(self.tok_out[:, 0])
-        self.g_enc.replay()
-        return float(torch.sigmoid(self.logits[0, 0].float()))
+        self.tokens[:, -1].copy_(tok[:, 0])
+        if self.captured:
+            self.g_enc.replay()
+            logits = self.logits
+        else:
+            logits = self._encode()
+        return float(torch.sigmoid(logits[0, 0].float()))
 
 
 def _frames(cfg, count: int, seed: int = 0):
@@ -568,8 +589,9 @@ def _frames(cfg, count: int, seed: int = 0):
             for k in range(count)]
 
 
-def time_graphed(model, device, precision, reps, warmup) -> dict:
-    """CUDA graphs: per-frame p50 and max |p - eager p| on the same random windows."""
+def time_graphed(model, device, precision, reps, warmup, capture: bool = True) -> dict:
+    """CUDA graphs: per-frame p50 and max |p - eager p| on the same random windows
+    (``capture=False``: the same static buffers without graphs)."""
     import numpy as np
     import torch
 
@@ -577,7 +599,7 @@ def time_graphed(model, device, precision, reps, warmup) -> dict:
     autocast_for = _graph_autocast
     cfg = model.cfg
     tic = time.perf_counter()
-    runner = GraphedFrames(model, device, precision)
+    runner = GraphedFrames(model, device, precision, capture=capture)
     capture_s = time.perf_counter() - tic
     frames = _frames(cfg, cfg.n_frames + warmup + reps)
     ms, diffs = [], []
@@ -589,7 +611,7 @@ def time_graphed(model, device, precision, reps, warmup) -> dict:
         if k >= cfg.n_frames - 1:
             if k >= cfg.n_frames - 1 + warmup:
                 ms.append((time.perf_counter() - t) * 1e3)
-            if len(diffs) < 5:                     # the same window eagerly
+            if len(diffs) < min(5, reps):           # the same window eagerly
                 win = frames[k - cfg.n_frames + 1:k + 1]
                 batch = {m: torch.from_numpy(np.stack([f[m] for f in win]))[None].to(device)
                          for m in (*cfg.modalities, 'present')}
@@ -597,7 +619,8 @@ def time_graphed(model, device, precision, reps, warmup) -> dict:
                     ref = float(torch.sigmoid(model(batch)[0, 0].float()))
                 diffs.append(abs(ref - p))
     return {'median_ms': statistics.median(ms), 'p90_ms': percentile(ms, 90), 'reps': reps,
-            'capture_s': round(capture_s, 2), 'max_abs_p_diff_vs_eager': max(diffs)}
+            'captured': runner.captured, 'capture_s': round(capture_s, 2),
+            'max_abs_p_diff_vs_eager': max(diffs)}
 
 
 def count_syncs(model, device) -> dict | None:
@@ -700,10 +723,12 @@ def part_streaming(check: Check, res: dict) -> None:
                 if out is not None:
                     add(method, option, precision, out)
             fixed = variants[-1][1]
-            if graphs:
-                label = 'CUDA graphs' + (', K fixed once' if method == 'routed' else '')
+            # on a CPU (dry run) the same static buffers run without capture
+            label = ('CUDA graphs' if graphs else 'static buffers, no capture') + (
+                ', K fixed once' if method == 'routed' else '')
+            if graphs or (not cuda and method == 'routed'):   # dry: one model is enough
                 out = check.guarded(res, f'{method} {label} {precision}', 30, lambda: (
-                    time_graphed(fixed, dev, precision, reps, warmup)))
+                    time_graphed(fixed, dev, precision, reps, warmup, capture=graphs)))
                 if out is not None:
                     add(method, label, precision, out)
     if compile_:

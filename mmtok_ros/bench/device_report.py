@@ -48,7 +48,7 @@ def summary_markdown(results: dict) -> str:
         for r in t7:
             if 'accuracy' not in r:
                 lines.append(f"| {r['method']} | {r['variant']} | {r.get('status')}: "
-                             f"{r.get('error', '')[:80]} | | | | | | | |")
+                             f"{r.get('error', '')[:80].replace('|', '/')} | | | | | | | |")
                 continue
             lines.append(f"| {r['method']} | {r['variant']} | {r['accuracy']:.2%} | "
                          f"{r['accuracy_h3']:.2%} | {r['decisions_differing_vs_fp32']} | "
@@ -72,8 +72,8 @@ def summary_markdown(results: dict) -> str:
         for r in st['rows']:
             note = []
             if 'max_abs_p_diff_vs_eager' in r:
-                note.append(f"|Δp| vs eager {r['max_abs_p_diff_vs_eager']:.1e}, capture "
-                            f"{r['capture_s']} s")
+                note.append(f"max abs Δp vs eager {r['max_abs_p_diff_vs_eager']:.1e}"
+                            + (f", capture {r['capture_s']} s" if r.get('captured') else ''))
             if 'compile_and_first_windows_s' in r:
                 note.append(f"compile {r['compile_and_first_windows_s']} s")
             lines.append(f"| {r['method']} | {r['option']} | {r['precision']} | "
