@@ -237,7 +237,7 @@ def format_report(summary: dict[str, Any]) -> str:
     out = [f"soak: {cfg['rsus']} RSUs, {summary['bag']} looped at {cfg['rate']:g}x, "
            f"{summary['duration_s'] / 60:.1f} min ({summary['warmup_s'] / 60:.1f} min warm-up), "
            f"model {cfg['model'] or '(shipped)'} on {cfg['device']}"
-           + (' -- ENDED EARLY' if summary.get('ended_early') else '')]
+           + (f" -- ENDED EARLY: {summary['ended_early']}" if summary.get('ended_early') else '')]
     rows = [['node', 'restarts', 'RSS warm [MiB]', 'RSS end [MiB]', 'growth [%]',
              'slope [MiB/h]', 'built', 'published', 'skipped', 'stale (jump)', 'errors',
              'lost (crash)', 'unaccounted', 'deadline misses', 'handovers', 'p50 [ms]',

@@ -165,7 +165,9 @@ class SoakCollector:
         self.diag_received: dict[str, float] = {}
         self._lock = threading.Lock()
         self.context = Context()
-        init_rclpy([], context=self.context)
+        # Ctrl-C stays Python's KeyboardInterrupt (the soak ends early and reports): rclpy's
+        # own handler would shut this context down and the soak would go on deaf.
+        init_rclpy([], context=self.context, rclpy_sigint=False)
         self.node = rclpy.create_node('mmtok_soak_collector', context=self.context)
         for rsu in ids:
             self.node.create_subscription(LinkStatus, f'/{rsu}/mmtok/link_status',
@@ -295,7 +297,8 @@ def run_soak(cfg: SoakConfig, out_dir: Path, *, progress: bool = True,
     replay = collector = None
     crashes: list[dict] = []
     replay_samples: dict[str, list] = {'t_s': [], 'rss_mb': []}
-    ended_early = drained = False
+    ended_early: str | None = None
+    drained = False
     try:
         log(f'[soak] starting {cfg.rsus} rsu_node processes (ROS_DOMAIN_ID='
             f'{env["ROS_DOMAIN_ID"]}, logs in {log_dir})')
@@ -377,9 +380,9 @@ def _sample(node: _Node, collector: SoakCollector, t: float) -> None:
 def _watch(cfg: SoakConfig, nodes: dict[str, _Node], collector: SoakCollector,
            replay: NodeProcess, replay_samples: dict[str, list], crashes: list[dict],
            clock: Callable[[], float], start: Callable[[_Node], None], duration_s: float,
-           progress: bool) -> bool:
+           progress: bool) -> str | None:
     """Sample, watch for exits (restart them with ``cfg.restart``) until ``duration_s``;
-    True when the soak ended early (the replay died and is not restarted, or every node)."""
+    why the soak ended early (the replay died, every node did, Ctrl-C), else None."""
     from tqdm import tqdm
     bar = tqdm(total=round(duration_s), unit='s', desc='soak', disable=not progress,
                dynamic_ncols=True, mininterval=1.0)
@@ -405,9 +408,9 @@ def _watch(cfg: SoakConfig, nodes: dict[str, _Node], collector: SoakCollector,
             if replay.popen.poll() is not None:
                 crashes.append(_crash('bag_replay', replay, now))
                 bar.write(f'[soak] CRASH: bag_replay exited at {now:.0f} s; ending the soak')
-                return True
+                return f'bag_replay exited at {now:.0f} s'
             if all(n.dead for n in nodes.values()):
-                return True
+                return f'every rsu_node exited (the last at {now:.0f} s)'
             if now >= next_sample:
                 next_sample = now + cfg.sample_s
                 for node in nodes.values():
@@ -424,7 +427,11 @@ def _watch(cfg: SoakConfig, nodes: dict[str, _Node], collector: SoakCollector,
             bar.update(min(round(now), round(duration_s)) - bar.n)
             time.sleep(0.5)
         bar.update(round(duration_s) - bar.n)
-        return False
+        return None
+    except KeyboardInterrupt:    # the nodes run in sessions of their own: still running
+        bar.write(f'[soak] interrupted at {clock():.0f} s: draining and reporting what was '
+                  'measured (Ctrl-C again to abort)')
+        return f'interrupted at {clock():.0f} s'
     finally:
         bar.close()
 
