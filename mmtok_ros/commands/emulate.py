@@ -14,6 +14,8 @@ import argparse
 import json
 from pathlib import Path
 
+from ..constants import NS_PER_MS
+
 HELP = 'offline handover emulation: a model on recorded bags -> Fig. 5 per scenario, no ROS'
 
 
@@ -31,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--p-off', type=float, default=h.p_off)
     parser.add_argument('--on-windows', type=int, default=h.on_windows)
     parser.add_argument('--off-windows', type=int, default=h.off_windows)
-    parser.add_argument('--min-dwell-ms', type=float, default=h.min_dwell_ns / 1e6)
+    parser.add_argument('--min-dwell-ms', type=float, default=h.min_dwell_ns / NS_PER_MS)
     parser.add_argument('--device', default='auto')
     parser.add_argument('--no-progress', action='store_true')
     parser.add_argument('--rsus', type=int, default=None,
@@ -46,7 +48,7 @@ def _options(args: argparse.Namespace, truth: dict, latency_ms: float):
     from ..runtime.emulation import EmulationOptions
     from ..runtime.handover import HysteresisConfig
     hysteresis = HysteresisConfig(args.p_on, args.p_off, args.on_windows, args.off_windows,
-                                  int(args.min_dwell_ms * 1e6))
+                                  int(args.min_dwell_ms * NS_PER_MS))
     kw = {'latency_ms': latency_ms, 'hysteresis': hysteresis}
     if args.preset == 'auto':
         return EmulationOptions.for_truth(truth, **kw)
@@ -149,9 +151,9 @@ def run(args: argparse.Namespace) -> int:
            'decision_threshold': threshold,
            'hysteresis': None if h is None else {
                'p_on': h.p_on, 'p_off': h.p_off, 'on_windows': h.on_windows,
-               'off_windows': h.off_windows, 'min_dwell_ms': h.min_dwell_ns / 1e6,
+               'off_windows': h.off_windows, 'min_dwell_ms': h.min_dwell_ns / NS_PER_MS,
                'floor_windows': h.floor_windows,
-               'neighbour_stale_ms': h.neighbour_stale_ns / 1e6},
+               'neighbour_stale_ms': h.neighbour_stale_ns / NS_PER_MS},
            'never_worse_tolerance': {'mean_rssi_db': emu.NEVER_WORSE_RSSI_TOL_DB,
                                      'time_below_s': emu.NEVER_WORSE_TIME_TOL_S},
            **totals(scenarios, emu.POLICIES),

@@ -10,6 +10,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from ..constants import NS_PER_MS
 from ..runtime.emulation import DecisionRecord, PolicyResult, ScenarioResult, Timeline
 
 _POLICY_STYLE = {'oracle': ('tab:green', '--'), 'reactive': ('tab:red', '-'),
@@ -85,7 +86,7 @@ def plot(path: str | Path, timeline: Timeline, results: Mapping[str, PolicyResul
     ax2.set_yticks(range(len(timeline.rsus)), list(timeline.rsus))
     ax2.set_ylim(-0.5, len(timeline.rsus) - 0.5)
     ax2.set_ylabel('serving')
-    ax2.set_xlabel(f'time frame ({timeline.period_ns / 1e6:.0f} ms)')
+    ax2.set_xlabel(f'time frame ({timeline.period_ns / NS_PER_MS:.0f} ms)')
     ax2.legend(fontsize=6.5, loc='upper left', ncol=3)
     ax2.grid(alpha=0.3)
     fig.tight_layout()
@@ -111,7 +112,7 @@ def summary(result: ScenarioResult) -> dict:
     proactive decisions and every policy's switches."""
     tl = result.timeline
     return {'scenario': tl.name, 'kind': tl.extra.get('kind'), 's_th_dbm': tl.s_th_dbm,
-            'frame_period_ms': tl.period_ns / 1e6, 'frames': int(len(tl.t_ns)),
+            'frame_period_ms': tl.period_ns / NS_PER_MS, 'frames': int(len(tl.t_ns)),
             'rsus': list(tl.rsus), 'initial_rsu': tl.home_rsu,
             'blockage_intervals_s': {r: [[tl.seconds(a), tl.seconds(b)] for a, b in v]
                                      for r, v in tl.link_intervals_ns.items() if v},

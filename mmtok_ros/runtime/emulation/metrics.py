@@ -19,6 +19,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from ...constants import NS_PER_MS, NS_PER_S
 from .policies import Switch
 from .timeline import Timeline
 
@@ -79,11 +80,10 @@ def blockage_leads(timeline: Timeline, switches: Sequence[Switch],
             rsu = s.rsu
         return rsu
 
-    since = -np.inf if lookback_ns is None else None
     out = []
     for rsu, intervals in timeline.link_intervals_ns.items():
         for first_ns, last_ns in intervals:
-            early = first_ns - lookback_ns if since is None else since
+            early = -np.inf if lookback_ns is None else first_ns - lookback_ns
             if rsu not in (serving_at(early), serving_at(first_ns)):
                 continue
             if serving_at(first_ns) != rsu:
@@ -92,7 +92,7 @@ def blockage_leads(timeline: Timeline, switches: Sequence[Switch],
                 left = [t for t, prev in leaves if prev == rsu
                         and first_ns < t <= last_ns + timeline.period_ns][:1]
             out.append({'rsu': rsu, 'start_s': timeline.seconds(first_ns),
-                        'lead_ms': (first_ns - left[0]) / 1e6 if left else None})
+                        'lead_ms': (first_ns - left[0]) / NS_PER_MS if left else None})
     return sorted(out, key=lambda d: (d['start_s'], d['rsu']))
 
 
@@ -106,7 +106,7 @@ def evaluate_policy(name: str, timeline: Timeline, switches: Sequence[Switch], *
     defined = [d['lead_ms'] for d in leads if d['lead_ms'] is not None]
     metrics = {
         'mean_served_rssi_dbm': float(np.mean(served[finite])) if finite.any() else None,
-        'time_below_threshold_s': below * timeline.period_ns / 1e9,
+        'time_below_threshold_s': below * timeline.period_ns / NS_PER_S,
         'handovers': len(effective_switches(timeline, switches)),
         'serving_blockages': len(leads),
         'handed_over_before_blockage': sum(1 for v in defined if v > 0),

@@ -18,7 +18,7 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from ...constants import FRAME_PERIOD_NS, S_TH_DBM
+from ...constants import FRAME_PERIOD_NS, NS_PER_S, S_TH_DBM
 
 ROAD_TRUTH_PREFIX = 'road/'
 
@@ -52,7 +52,7 @@ class Timeline:
 
     def seconds(self, t_ns: int) -> float:
         """Time since the first frame, in s."""
-        return (int(t_ns) - self.t0_ns) / 1e9
+        return (int(t_ns) - self.t0_ns) / NS_PER_S
 
 
 def frame_index(t_ns: np.ndarray, stamp_ns: int, period_ns: int) -> int | None:
