@@ -58,11 +58,11 @@ def prediction_table(result: dict) -> str:
     rows = [('model', result)]
     if 'node_decision' in result:
         rows.append(('node: model OR own link < S_th', result['node_decision']))
-    rows += list(result['baselines'].items())
+    rows += [(name.replace('_', ' '), r) for name, r in result['baselines'].items()]
     for name, r in rows:
         ahead = ' / '.join(f"{r['onset_recall_ahead'][k]:.2f}" for k in r['onset_recall_ahead'])
         late = r.get('late_all_clears_per_min', float('nan'))
-        lines.append(f"| {name.replace('_', ' ')} | {100 * r['accuracy']:.1f} % | "
+        lines.append(f"| {name} | {100 * r['accuracy']:.1f} % | "
                      f"{r['auroc']:.3f} | {ahead} | {r['median_lead_ms']:.0f} | "
                      f"{r['false_alarms_per_min']:.2f} | {late:.2f} | "
                      f"{r['at_fixed_false_alarm_rate']['onset_recall']:.2f} |")
