@@ -75,7 +75,8 @@ def summary_markdown(results: dict) -> str:
                 note.append(f"max abs Δp vs eager {r['max_abs_p_diff_vs_eager']:.1e}"
                             + (f", capture {r['capture_s']} s" if r.get('captured') else ''))
             if 'compile_and_first_windows_s' in r:
-                note.append(f"compile {r['compile_and_first_windows_s']} s")
+                note.append(f"compile {r['compile_and_first_windows_s']} s, "
+                            f"{r.get('graph_breaks', '-')} graph breaks")
             lines.append(f"| {r['method']} | {r['option']} | {r['precision']} | "
                          f"{r['median_ms']:.2f} | {r['p90_ms']:.2f} | {'; '.join(note)} |")
         if st.get('syncs_per_window'):
