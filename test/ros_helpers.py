@@ -102,8 +102,8 @@ class Harness:
         from diagnostic_msgs.msg import DiagnosticArray
         from mmtok_msgs.msg import HandoverTrigger, LinkStatus
         from mmtok_ros.ros.rsu_node import RsuNode
-        from mmtok_ros.ros.runtime import (handover_qos, init_rclpy, sensor_qos,
-                                           status_qos)
+        from mmtok_ros.ros.qos import handover_qos, sensor_qos, status_qos
+        from mmtok_ros.ros.node_lifetime import init_rclpy
         from sensor_msgs.msg import Image, PointCloud2, Temperature
 
         n = next(_ids)

@@ -44,7 +44,8 @@ def test_replay_publishes_every_message_with_timing_and_clock(bag):
     from rosgraph_msgs.msg import Clock
     from sensor_msgs.msg import Image, PointCloud2, Temperature
 
-    from mmtok_ros.ros.runtime import init_rclpy, status_qos
+    from mmtok_ros.ros.qos import status_qos
+    from mmtok_ros.ros.node_lifetime import init_rclpy
     ctx = Context()
     init_rclpy([], context=ctx)
     node = rclpy.create_node('replay_listener', context=ctx)
@@ -86,7 +87,8 @@ def test_replay_publishes_every_message_with_timing_and_clock(bag):
 
 LISTENER = textwrap.dedent('''
     import json, sys, time
-    from mmtok_ros.ros.runtime import init_rclpy, status_qos, handover_qos
+    from mmtok_ros.ros.qos import status_qos, handover_qos
+    from mmtok_ros.ros.node_lifetime import init_rclpy
     rclpy = init_rclpy([])
     from mmtok_msgs.msg import HandoverTrigger, LinkStatus
     node = rclpy.create_node('separate_listener')

@@ -10,7 +10,7 @@ import pytest
 
 from mmtok_ros.ros_env import DdsNotLocalError, local_dds_env, require_local_dds
 
-START = 'from mmtok_ros.ros.runtime import init_rclpy; r = init_rclpy([]); print("started"); r.shutdown()'
+START = 'from mmtok_ros.ros.node_lifetime import init_rclpy; r = init_rclpy([]); print("started"); r.shutdown()'
 
 
 def run_entry(env_changes):

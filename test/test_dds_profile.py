@@ -26,7 +26,8 @@ RATE_HZ = 3.3
 _PUBLISHER = textwrap.dedent('''
     import sys, time
     import numpy as np
-    from mmtok_ros.ros.runtime import init_rclpy, sensor_qos
+    from mmtok_ros.ros.qos import sensor_qos
+    from mmtok_ros.ros.node_lifetime import init_rclpy
     rclpy = init_rclpy([])
     from sensor_msgs.msg import Image
     topic, frames, rate_hz = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
@@ -89,7 +90,8 @@ def test_best_effort_camera_frames_at_sensor_rate_are_not_lost():
     from rclpy.executors import SingleThreadedExecutor
     from sensor_msgs.msg import Image
 
-    from mmtok_ros.ros.runtime import init_rclpy, sensor_qos
+    from mmtok_ros.ros.qos import sensor_qos
+    from mmtok_ros.ros.node_lifetime import init_rclpy
     from mmtok_ros.ros.params import RSU_NODE_PARAMS
     depth = next(s.default for s in RSU_NODE_PARAMS if s.name == 'input_qos_depth')
     reliable = next(s.default for s in RSU_NODE_PARAMS if s.name == 'input_reliable')

@@ -55,7 +55,8 @@ def _play(bag, timeout_s: float = 40.0) -> tuple[int, str, dict]:
     from rclpy.executors import SingleThreadedExecutor
     from sensor_msgs.msg import Image, PointCloud2, Temperature
 
-    from mmtok_ros.ros.runtime import init_rclpy, status_qos
+    from mmtok_ros.ros.qos import status_qos
+    from mmtok_ros.ros.node_lifetime import init_rclpy
     ctx = Context()
     init_rclpy([], context=ctx)
     node = rclpy.create_node('fault_listener', context=ctx)
@@ -144,7 +145,8 @@ def test_sensor_driver_stops_and_comes_back_with_another_qos(tmp_path):
     from rclpy.executors import SingleThreadedExecutor
     from sensor_msgs.msg import Image, PointCloud2, Temperature
 
-    from mmtok_ros.ros.runtime import init_rclpy, sensor_qos, status_qos
+    from mmtok_ros.ros.qos import sensor_qos, status_qos
+    from mmtok_ros.ros.node_lifetime import init_rclpy
     ns = '/fault'
     model = tiny_model(tmp_path / 'tiny.pt')
     proc = NodeProcess('rsu_node', f'model_path:={model}', 'device:=cpu',

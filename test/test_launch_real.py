@@ -44,7 +44,7 @@ class GraphProbe:
         from rclpy.context import Context
         from rclpy.executors import SingleThreadedExecutor
 
-        from mmtok_ros.ros.runtime import init_rclpy
+        from mmtok_ros.ros.node_lifetime import init_rclpy
         self.context = Context()
         rclpy = init_rclpy([], context=self.context)
         self.node = rclpy.create_node('launch_test_probe', context=self.context)
@@ -95,7 +95,7 @@ class GraphProbe:
         """Typed ``LinkStatus`` messages on ``topic`` from now on."""
         from mmtok_msgs.msg import LinkStatus
 
-        from mmtok_ros.ros.runtime import status_qos
+        from mmtok_ros.ros.qos import status_qos
         received = self.statuses.setdefault(topic, [])
         self.node.create_subscription(LinkStatus, topic, received.append, status_qos())
         return received

@@ -23,7 +23,8 @@ class Manager:
         from rclpy.executors import SingleThreadedExecutor
         from sensor_msgs.msg import Image, PointCloud2, Temperature
 
-        from mmtok_ros.ros.runtime import init_rclpy, status_qos
+        from mmtok_ros.ros.qos import status_qos
+        from mmtok_ros.ros.node_lifetime import init_rclpy
         self.context = Context()
         init_rclpy([], context=self.context)
         self.node = rclpy.create_node('lifecycle_manager_test', context=self.context)

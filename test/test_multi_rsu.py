@@ -35,7 +35,8 @@ class Peer:
         from rclpy.executors import SingleThreadedExecutor
 
         from mmtok_msgs.msg import HandoverTrigger, LinkStatus
-        from mmtok_ros.ros.runtime import handover_qos, init_rclpy, status_qos
+        from mmtok_ros.ros.qos import handover_qos, status_qos
+        from mmtok_ros.ros.node_lifetime import init_rclpy
         from sensor_msgs.msg import Image, PointCloud2, Temperature
         self.context = Context()
         init_rclpy([], context=self.context)

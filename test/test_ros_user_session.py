@@ -63,7 +63,8 @@ class _ParamClient:
         from rcl_interfaces.srv import GetParameters, SetParameters
 
         from diagnostic_msgs.msg import DiagnosticArray
-        from mmtok_ros.ros.runtime import init_rclpy, status_qos
+        from mmtok_ros.ros.qos import status_qos
+        from mmtok_ros.ros.node_lifetime import init_rclpy
         self.context = Context()
         init_rclpy([], context=self.context)
         self.node = rclpy.create_node(f'param_client_{next(_names)}', context=self.context)
@@ -242,7 +243,8 @@ def test_latched_topic_keeps_transient_local_and_is_not_waited_on(tmp_path):
     from sensor_msgs.msg import Temperature
     from std_msgs.msg import String
 
-    from mmtok_ros.ros.runtime import init_rclpy, status_qos
+    from mmtok_ros.ros.qos import status_qos
+    from mmtok_ros.ros.node_lifetime import init_rclpy
     bag = _latched_bag(tmp_path / 'latched')
     ctx = Context()
     init_rclpy([], context=ctx)
@@ -287,7 +289,8 @@ def test_emulator_writes_results_on_shutdown_under_a_resolved_out_dir(tmp_path):
     from rclpy.context import Context
     from sensor_msgs.msg import Temperature
 
-    from mmtok_ros.ros.runtime import init_rclpy, sensor_qos
+    from mmtok_ros.ros.qos import sensor_qos
+    from mmtok_ros.ros.node_lifetime import init_rclpy
     from ros_helpers import rssi_msg
     k = next(_names)
     topics = [f'/session{k}/rssi/rsu1', f'/session{k}/rssi/rsu2']

@@ -58,7 +58,7 @@ def test_link_status_diagnostics_and_handover(make):
     assert trigger.reason == HandoverTrigger.REASON_PREDICTED_BLOCKAGE
     assert trigger.reason_text == 'predicted_blockage'
     assert trigger.serving_rssi_dbm == pytest.approx(-40.0)
-    from mmtok_ros.ros.runtime import handover_qos
+    from mmtok_ros.ros.qos import handover_qos
     late: list = []
     h.peer.create_subscription(HandoverTrigger, h.topics['handover'], late.append,
                                handover_qos())

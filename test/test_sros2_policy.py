@@ -55,7 +55,7 @@ def _client(name: str):
     from rclpy.context import Context
     from rclpy.executors import SingleThreadedExecutor
 
-    from mmtok_ros.ros.runtime import init_rclpy
+    from mmtok_ros.ros.node_lifetime import init_rclpy
     ctx = Context()
     init_rclpy([], context=ctx)
     node = rclpy.create_node(name, context=ctx)

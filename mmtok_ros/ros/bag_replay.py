@@ -22,7 +22,7 @@ from typing import Any, Iterator
 
 from .mcap_scan import ScanBreak, ScannedBag
 from .params import BAG_REPLAY_PARAMS, declare
-from .runtime import StartupError, end_process, run_node
+from .node_lifetime import StartupError, end_process, run_node
 
 from rclpy.duration import Duration
 from rclpy.node import Node

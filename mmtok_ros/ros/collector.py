@@ -47,7 +47,8 @@ class OutputCollector:
         from rclpy.context import Context
         from rclpy.executors import SingleThreadedExecutor
 
-        from .runtime import handover_qos, init_rclpy, status_qos
+        from .qos import handover_qos, status_qos
+        from .node_lifetime import init_rclpy
 
         self.data = Collected()
         self._rsu_name = node_name

@@ -21,7 +21,8 @@ from ..data.decode import stamp_ns
 from ..reports.emulation import write_outputs
 from ..runtime import emulation as emu
 from .params import HANDOVER_EMULATOR_PARAMS, declare
-from .runtime import StartupError, handover_qos, run_node, sensor_qos
+from .qos import handover_qos, sensor_qos
+from .node_lifetime import StartupError, run_node
 
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node

@@ -7,7 +7,7 @@ children have it already, and only arms a SIGTERM after ``sigterm_timeout`` (5 s
 supervisor, a test harness) therefore left our nodes running for 5 s and then ended them with
 SIGTERM. The handler below sends SIGINT to each of our processes when launch shuts down
 because of a SIGINT; when the terminal has signalled the group already, the process gets a
-second SIGINT, which our executables take quietly (``ros.runtime.run_node``).
+second SIGINT, which our executables take quietly (``ros.node_lifetime.run_node``).
 
 ``launch`` is imported inside the function: it exists where launch files run (a ROS install,
 the launch tests), and no other module of the package may need it.

@@ -101,7 +101,7 @@ def _declare_one(node: Any, s: ParamSpec) -> Any:
     """
     from rclpy.exceptions import ParameterException
 
-    from .runtime import StartupError
+    from .node_lifetime import StartupError
     typed = s.read_only
     try:
         value = node.declare_parameter(s.name, s.default,

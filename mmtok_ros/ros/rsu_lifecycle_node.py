@@ -26,7 +26,7 @@ from typing import Any
 from ..data.stream import WindowStream
 from .params import stream_config
 from .rsu_node import NODE_NAME, RsuNode
-from .runtime import StartupError, run_node
+from .node_lifetime import StartupError, run_node
 
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.timer import Timer

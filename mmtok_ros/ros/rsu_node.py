@@ -1,11 +1,9 @@
 """rsu_node: camera + LiDAR + RSSI -> predicted link status and proactive handover triggers.
 
-An adapter over the ROS-free core: parameters, QoS, subscriptions, publishers, timers and the
-inference thread. A callback hands its message to ``WindowStream.accept`` (decode +
-synchronize, cheap) and queues the synchronized frames; ONE inference thread hands them to
-``RsuRuntime.step`` (runtime/rsu_runtime.py: windows, the model on the newest one, the
-handover decision, deadline control, statistics) and publishes what it returns. Topics,
-message fields and QoS: docs/ros_interfaces.md.
+An adapter over the ROS-free core (topics, fields, QoS: docs/ros_interfaces.md). A callback
+hands its message to ``WindowStream.accept`` (decode + synchronize, cheap) and queues the
+synchronized frames; ONE inference thread hands them to ``RsuRuntime.step`` (windows, the
+model on the newest one, the handover decision, deadline control, statistics) and publishes.
 """
 from __future__ import annotations
 
@@ -21,6 +19,7 @@ from ..data.stream import TimeJump, WindowStream
 from ..data.window import empty_window
 from ..model.checkpoint import ModelFileError
 from ..model.shipped import default_model_path
+from ..runtime.frame_queue import FrameQueue
 from ..runtime.handover import HandoverDecision
 from ..runtime.rsu_runtime import RUNTIME_FIELDS, RsuOutput, RsuRuntime
 from .access_policy import (DIAGNOSTICS_TOPIC, neighbour_ids, neighbour_status_topic,
@@ -28,8 +27,9 @@ from .access_policy import (DIAGNOSTICS_TOPIC, neighbour_ids, neighbour_status_t
 from .diagnostics import SilenceWatch, health, status_array
 from .messages import handover_trigger, link_status
 from .param_declaration import declare
+from .node_lifetime import StartupError, run_node
 from .params import RSU_NODE_PARAMS, hysteresis_config, runtime_config, stream_config
-from .runtime import FrameQueue, StartupError, handover_qos, run_node, sensor_qos, status_qos
+from .qos import handover_qos, sensor_qos, status_qos
 
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node

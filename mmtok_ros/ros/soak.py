@@ -156,7 +156,8 @@ class SoakCollector:
         from rclpy.context import Context
         from rclpy.executors import SingleThreadedExecutor
 
-        from .runtime import handover_qos, init_rclpy, status_qos
+        from .qos import handover_qos, status_qos
+        from .node_lifetime import init_rclpy
         self.clock = clock
         self.ids = list(ids)
         self.latency: dict[str, list[tuple[float, float]]] = {r: [] for r in ids}

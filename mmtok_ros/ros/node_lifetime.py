@@ -1,4 +1,4 @@
-"""Start and stop rclpy the same way in every executable of ours."""
+"""How every executable of ours starts and ends rclpy: init, spin, quiet teardown, exit."""
 from __future__ import annotations
 
 import sys
@@ -140,73 +140,3 @@ def run_node(node_factory, args: list[str] | None = None, *, logger_name: str,
 
 class StartupError(RuntimeError):
     """A node cannot start (bad model file, bad parameter): one clear line, exit status 1."""
-
-
-class FrameQueue:
-    """Synchronized frames from the callbacks to the worker, in order, bounded.
-
-    Every frame is kept (a window needs its older frames); only the newest window is run.
-    Past ``max_frames`` the oldest frames are dropped and counted: the worker fell behind.
-    """
-
-    def __init__(self, max_frames: int) -> None:
-        import threading
-        from collections import deque
-        self._items: deque = deque()
-        self._cond = threading.Condition()
-        self.max_frames = max_frames
-        self.dropped = 0
-        self.busy = False      # the worker holds frames it has not finished with
-        self._closed = False
-
-    def put(self, items: list, arrival_ns: int) -> None:
-        with self._cond:
-            self._items.extend((item, arrival_ns) for item in items)
-            while len(self._items) > self.max_frames:
-                self._items.popleft()
-                self.dropped += 1
-            self._cond.notify()
-
-    def take_all(self, timeout_s: float) -> list:
-        with self._cond:
-            if not self._items and not self._closed:
-                self._cond.wait(timeout_s)
-            items = list(self._items)
-            self._items.clear()
-            self.busy = bool(items)
-            return items
-
-    def pending(self) -> int:
-        with self._cond:
-            return len(self._items) + int(self.busy)
-
-    def close(self) -> None:
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
-
-
-# ---------------------------------------------------------------------- QoS, one place
-def sensor_qos(depth: int = 5, reliable: bool = False):
-    """Sensor inputs: best effort (REP 2003) unless ``reliable``, keep last ``depth``, volatile."""
-    from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-    return QoSProfile(depth=depth, history=HistoryPolicy.KEEP_LAST,
-                      reliability=(ReliabilityPolicy.RELIABLE if reliable
-                                   else ReliabilityPolicy.BEST_EFFORT),
-                      durability=DurabilityPolicy.VOLATILE)
-
-
-def status_qos(depth: int = 10):
-    """Outputs every subscriber should get while connected: reliable, volatile."""
-    from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-    return QoSProfile(depth=depth, history=HistoryPolicy.KEEP_LAST,
-                      reliability=ReliabilityPolicy.RELIABLE,
-                      durability=DurabilityPolicy.VOLATILE)
-
-
-def handover_qos(depth: int = 1):
-    """Latched decision: reliable, transient local, depth 1 (a late subscriber gets it)."""
-    from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-    return QoSProfile(depth=depth, history=HistoryPolicy.KEEP_LAST,
-                      reliability=ReliabilityPolicy.RELIABLE,
-                      durability=DurabilityPolicy.TRANSIENT_LOCAL)
