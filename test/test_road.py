@@ -264,3 +264,12 @@ def test_simulate_and_emulate_commands_with_a_tiny_model(road_run, tmp_path, cap
     assert all(v['windows'] >= N_FRAMES // 2 for v in s['predictions'].values())
     assert (out / 'fig5_scenario_00.png').stat().st_size > 5000
     assert (out / 'summary.md').read_text().count('| scenario_00 |') == 3
+
+
+def test_the_testbed_preset_on_a_road_needs_its_home_serving_first():
+    tl = scripted()
+    with pytest.raises(ValueError, match='fixed home rsu2'):
+        emu.emulate(tl, emu.EmulationOptions.testbed(home_rsu='rsu2'), proactive=[])
+    fixed = emu.emulate(tl, emu.EmulationOptions.testbed(), proactive=[])
+    # a fixed home on three RSUs: reactive to the best measured neighbour and back home
+    assert [s.rsu for s in fixed.results['reactive'].switches] == ['rsu2', 'rsu3', 'rsu1']

@@ -109,7 +109,9 @@ def run(args: argparse.Namespace) -> int:
     threshold = float(getattr(model, 'decision_threshold', DEFAULT_DECISION_THRESHOLD))
     bags = {b.name: b for b in scenario_dirs(args.data)}
     wanted, truths = emu.bags_and_truths(args.data, args.bags, list(bags))
-    timelines = {name: emu.timeline_from_truth(truths[name]) for name in wanted}
+    options = {name: _options(args, truths[name], 0.0) for name in wanted}
+    timelines = {name: emu.timeline_from_truth(truths[name], home_rsu=options[name].home_rsu)
+                 for name in wanted}
     n_rsus = {len(tl.rsus) for tl in timelines.values()}
     if len(n_rsus) > 1 or (args.rsus is not None and n_rsus != {args.rsus}):
         raise ValueError(f'{args.data}: the sidecars have {sorted(n_rsus)} RSUs'
@@ -123,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
     measured_ms = [ms for r in raw.values() for v in r.values() for ms in v['inference_ms']]
     latency_ms = (float(args.latency_ms) if args.latency_ms is not None
                   else float(np.median(measured_ms)) if measured_ms else 0.0)
-    options = {name: _options(args, truths[name], latency_ms) for name in wanted}
+    options = {name: o.with_latency(latency_ms) for name, o in options.items()}
     presets = sorted({o.preset for o in options.values()})
     print(f"emulating {len(wanted)} scenarios of {', '.join(map(str, sorted(n_rsus)))} RSUs, "
           f"preset {'/'.join(presets)}, decision latency {latency_ms:.1f} ms")

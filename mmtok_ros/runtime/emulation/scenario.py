@@ -111,6 +111,9 @@ def emulate(timeline: Timeline, options: EmulationOptions, *,
     ``preds`` or, from a live run, the switches of the node's received triggers."""
     if (preds is None) == (proactive is None):
         raise ValueError('give either the predictions or the proactive switches')
+    if options.home_rsu not in (None, timeline.home_rsu):
+        raise ValueError(f'{timeline.name}: the fixed home {options.home_rsu} must be the RSU '
+                         f'serving at the first frame, {timeline.home_rsu}')
     records = [] if preds is None else decide(timeline, preds, options.decision)
     policies = {'proactive': proactive_switches(records) if preds is not None else proactive,
                 **baseline_switches(timeline, options)}
