@@ -1,4 +1,4 @@
-"""The prepared device check (tools/device_check.sh, mmtok_ros/bench/device_check.py) in its
+"""The prepared device check (tools/device_check.sh, mmtok_ros/bench/device_check/) in its
 dry mode on this CPU, so it cannot rot before a GPU machine runs it: every part runs at tiny
 sizes with ROS imports forbidden, a failing or slow part never loses the others, asking for
 CUDA where there is none fails loudly, and the held-out windows it carries are intact."""
