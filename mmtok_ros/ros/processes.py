@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 
 def executable(name: str) -> list[str]:
@@ -34,14 +34,20 @@ def ros_args(params: dict[str, Any]) -> list[str]:
 
 
 class NodeProcess:
-    """A node process whose output goes to a log file; waits on log lines, stops with SIGINT."""
+    """A node process whose output goes to a log file; waits on log lines, stops with SIGINT.
+
+    ``extra_ros_args`` go after ``--ros-args`` and before the ``-p`` parameters, so a
+    namespace remap (``-r __ns:=/rsu1``) or a ``--params-file`` is given as ``ros2 launch``
+    gives it, and ``params`` override that file.
+    """
 
     def __init__(self, name: str, params: dict[str, Any], log_path: Path,
-                 env: dict[str, str]) -> None:
+                 env: dict[str, str], *, extra_ros_args: Sequence[str] = ()) -> None:
         self.name, self.log_path = name, log_path
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = log_path.open('w')
-        self.popen = subprocess.Popen(executable(name) + ros_args(params), env=env,
+        args = ['--ros-args', *extra_ros_args, *ros_args(params)[1:]]
+        self.popen = subprocess.Popen(executable(name) + args, env=env,
                                       stdout=self._log, stderr=subprocess.STDOUT,
                                       start_new_session=True)
 
