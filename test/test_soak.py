@@ -61,7 +61,7 @@ def test_latency_per_minute_and_the_drift_of_p99_after_warm_up():
 
 
 def test_the_nodes_get_the_parameters_of_multi_rsu_launch():
-    from mmtok_ros.ros.soak import SoakConfig, rsu_params
+    from mmtok_ros.ros.soak_setup import SoakConfig, rsu_params, rsu_ros_args
     from mmtok_ros.ros.processes import ros_args
     ids = ['rsu1', 'rsu2', 'rsu3']
     p = rsu_params(2, ids, SoakConfig())
@@ -71,6 +71,9 @@ def test_the_nodes_get_the_parameters_of_multi_rsu_launch():
     # the shipped model: no ``-p model_path:=`` (an empty value does not parse)
     assert not any(a.startswith('model_path:=') for a in ros_args(p))
     assert rsu_params(0, ids, SoakConfig(model='/m.pt'))['model_path'] == '/m.pt'
+    # the namespace, then the shipped parameter file, which the ``-p`` parameters override
+    args = rsu_ros_args('rsu3')
+    assert args[:2] == ['-r', '__ns:=/rsu3'] and args[2:3] in ([], ['--params-file'])
 
 
 def _record(**over) -> dict:
@@ -105,6 +108,32 @@ def test_the_targets_pass_and_fail_as_the_issue_states():
 
 
 # ---------------------------------------------------------------------- real processes
+CTRL_C = """
+import os, signal, time
+from mmtok_ros.ros.collector import OutputCollector
+from mmtok_ros.ros.soak_collector import SoakCollector
+for collector in (OutputCollector('rsu_node'), SoakCollector(['rsu1'], time.monotonic)):
+    try:
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(10)
+        print('not interrupted')
+    except KeyboardInterrupt:
+        print(type(collector).__name__, 'interrupted, context ok:', collector.context.ok())
+    collector.close()
+"""
+
+
+def test_ctrl_c_is_the_callers_and_leaves_the_collectors_collecting():
+    """SIGINT stays Python's KeyboardInterrupt: the caller ends early and reports, with the
+    collector's context still up (rclpy's handler would have shut it down)."""
+    run = subprocess.run([sys.executable, '-c', CTRL_C], capture_output=True, text=True,
+                         timeout=60)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.stdout.splitlines() == [
+        'OutputCollector interrupted, context ok: True',
+        'SoakCollector interrupted, context ok: True'], run.stdout + run.stderr
+
+
 @pytest.fixture(scope='module')
 def model(tmp_path_factory):
     return tiny_model(tmp_path_factory.mktemp('model') / 'tiny.pt')
