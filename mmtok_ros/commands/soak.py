@@ -1,6 +1,7 @@
 """``mmtok soak``: N RSU nodes on a looped road bag for a chosen time; table, JSON and PNG.
 
-The run is ``ros/soak.py``'s, the report (targets, tables, PNG) ``reports/soak.py``'s.
+The run is ``ros/soak.py``'s, the report (targets, tables) ``reports/soak.py``'s, the PNG
+``reports/soak_plot.py``'s.
 Exit status 0 when every target passes, 1 when one fails (docs/soak.md).
 """
 from __future__ import annotations
@@ -40,7 +41,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..reports.soak import format_report, plot_report, summarize
+    from ..reports.soak import format_report, summarize
+    from ..reports.soak_plot import plot_report
     from ..ros.soak import SoakConfig, run_soak
     if args.rsus < 3:
         raise UserInputError(f'--rsus {args.rsus}: a road needs 3 or more RSUs')

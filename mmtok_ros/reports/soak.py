@@ -1,5 +1,5 @@
 """The soak report (``mmtok soak``): what a long run of N RSU nodes measured, its targets
-(PASS/FAIL), the tables printed and the PNG over time.
+(PASS/FAIL) and the tables printed; the PNG over time is ``soak_plot.py``'s.
 
 Plain Python over the record :func:`mmtok_ros.ros.soak.run_soak` returns (no ROS here), so
 the arithmetic is unit-testable. Times are seconds since the replay started playing; the
@@ -274,51 +274,5 @@ def format_report(summary: dict[str, Any]) -> str:
     return '\n'.join(out)
 
 
-def plot_report(summary: dict[str, Any], path: Any) -> None:
-    """RSS per node, latency p50/p99 per minute and windows per node over time (one PNG)."""
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(3, 1, figsize=(9, 9), sharex=True)
-    warm_min = summary['warmup_s'] / 60
-    for ax in axes:
-        ax.axvspan(0, warm_min, color='0.9', lw=0)
-        for c in summary['crashes']:
-            ax.axvline(c['t_s'] / 60, color='red', lw=1, ls=':')
-    rss_ax, lat_ax, win_ax = axes
-    for i, (rsu, s) in enumerate(summary['samples'].items()):
-        t = [x / 60 for x in s['t_s']]
-        colour = f'C{i}'
-        rss_ax.plot(t, s['rss_mb'], color=colour, label=rsu)
-        win_ax.plot(t, s['published'], color=colour, label=f'{rsu} published')
-        win_ax.plot(t, s['dropped'], color=colour, ls='--', label=f'{rsu} dropped')
-    rss_ax.set_ylabel('RSS [MiB]')
-    rss_ax.legend(loc='best', fontsize='small')
-    bins = summary['latency_per_minute']
-    mid = [(b['start_s'] + b['end_s']) / 120 for b in bins]
-    lat_ax.plot(mid, [b['p50_ms'] for b in bins], 'o-', label='p50')
-    lat_ax.plot(mid, [b['p99_ms'] for b in bins], 's-', label='p99')
-    drift = summary['latency_drift']
-    w0 = summary['warmup_s']
-    for lo, value, what in ((w0, drift['first_p99_ms'], 'first'),
-                            (summary['duration_s'] - drift['window_s'], drift['last_p99_ms'],
-                             'last')):
-        if value is not None and drift['window_s'] > 0:
-            lat_ax.hlines(value, lo / 60, (lo + drift['window_s']) / 60, colors='k', lw=2,
-                          linestyles='--' if what == 'first' else '-',
-                          label=f"p99 of the {what} {drift['window_s'] / 60:.1f} min")
-    lat_ax.set_ylabel('latency per minute [ms]')
-    lat_ax.legend(loc='best', fontsize='small')
-    win_ax.set_ylabel('windows (cumulative)')
-    win_ax.set_xlabel('minutes since the replay started (grey: warm-up, red: crash)')
-    win_ax.legend(loc='best', fontsize='x-small', ncol=2)
-    verdict = 'PASSED' if summary['passed'] else 'FAILED'
-    fig.suptitle(f"soak: {summary['config']['rsus']} RSUs at {summary['config']['rate']:g}x, "
-                 f"{summary['duration_s'] / 60:.1f} min: {verdict}")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
 __all__ = ['DROP_REASONS', 'FRAME_LOSSES', 'format_report', 'latency_bins', 'latency_drift',
-           'plot_report', 'rss_growth', 'summarize', 'targets', 'window_accounting']
+           'rss_growth', 'summarize', 'targets', 'window_accounting']
