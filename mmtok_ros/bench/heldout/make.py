@@ -1,149 +1,23 @@
-"""Held-out windows that travel with the device check (``bench/device_check.py``).
-
-A GPU machine lent for a few minutes has no ROS, no rosbags and no time to simulate, so the
-accuracy columns of the device check read preprocessed windows from a small file committed
-beside this module: ``data/heldout_windows_rsu_cpu.npz`` and its sidecar ``.json`` (how it
-was made, what it holds, and what the uint8 storage of the camera costs, measured here).
-
-The windows are those of the shipped ``rsu-cpu`` models' held-out scenarios (``mmtok simulate
---seed 0``, scenarios 40-49: one unseen instance of every testbed kind; models/*.md), made
-with the same decode, synchronizer and window code as the node (``train.build``), a run of
-``per_scenario`` consecutive windows from each (around its first blockage onset, or the
-middle of a clear scenario), so consecutive windows share frames and each frame is stored
-once. The camera input (float32 in [0, 1] after an area resize) is stored as uint8
-(round(255 x)) and compressed with lzma; the LiDAR BEV, RSSI and ``present`` are stored
-exactly. Labels: the next-frame label (Eq. 8, the model cards' accuracy) and the 3-frame one
-the shipped files were trained on, both computed on the whole scenario before the cut.
-
-``load`` needs numpy alone (the device path); ``build`` needs the simulator and rosbags
-(``python -m mmtok_ros.bench.heldout``, on a machine with the project installed).
+"""Making the held-out windows file (``python -m mmtok_ros.bench.heldout``): simulate the
+shipped models' held-out scenarios, window them with the node's stream code, keep a run of
+consecutive windows around each scenario's first blockage onset, and write the file with a
+sidecar that says how it was made and what the shipped models score on it on the CPU. Needs
+the simulator and rosbags, so it is never on the device path.
 """
 from __future__ import annotations
 
-import hashlib
 import json
-import lzma
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-FORMAT = 'mmtok_ros.heldout_windows/1'
-DATA_DIR = Path(__file__).resolve().parent / 'data'
-DEFAULT_PATH = DATA_DIR / 'heldout_windows_rsu_cpu.npz'
+from .windows import DEFAULT_PATH, HeldoutWindows, save, sidecar_path
+
 SCENARIOS = tuple(range(40, 50))       # the shipped models' held-out scenarios (models/*.md)
 SEED = 0
 PER_SCENARIO = 20
 BEFORE_ONSET = 12                      # windows kept before a scenario's first onset
 
-
-def sidecar_path(path: str | Path) -> Path:
-    return Path(path).with_suffix('.json')
-
-
-@dataclass
-class HeldoutWindows:
-    """Frames stored once: ``frames[m]`` (F, ...) float32, ``present`` (F, M) bool,
-    ``stamps_ns`` (F,); ``window_frames`` (W, T) rows of the frames, oldest first;
-    ``labels`` (W,) next-frame label, ``labels_h3`` (W,) blocked within 3 frames;
-    ``groups`` (W,) scenario index; ``meta``: the sidecar."""
-
-    modalities: tuple[str, ...]
-    frames: dict[str, np.ndarray]
-    present: np.ndarray
-    stamps_ns: np.ndarray
-    window_frames: np.ndarray
-    labels: np.ndarray
-    labels_h3: np.ndarray
-    groups: np.ndarray
-    meta: dict = field(default_factory=dict)
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def batch(self, rows, device='cpu') -> dict:
-        """Model input (B, T, ...) per modality plus ``present`` (B, T, M), as torch tensors."""
-        import torch
-        idx = self.window_frames[np.asarray(rows)]
-        out = {m: torch.from_numpy(np.ascontiguousarray(self.frames[m][idx])).to(device)
-               for m in self.modalities}
-        out['present'] = torch.from_numpy(np.ascontiguousarray(self.present[idx])).to(device)
-        return out
-
-    def window(self, row: int):
-        """Window ``row`` as the node's ``data.window.Window`` (for the streaming predictors)."""
-        from ..data.window import Window
-        idx = self.window_frames[row]
-        arrays = {m: self.frames[m][idx] for m in self.modalities}
-        arrays['present'] = self.present[idx]
-        stamps = self.stamps_ns[idx]
-        return Window(arrays, stamps, int(stamps[-1]))
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for chunk in iter(lambda: f.read(1 << 20), b''):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def load(path: str | Path = DEFAULT_PATH, *, check: bool = True) -> HeldoutWindows:
-    """Read the windows (numpy only). ``check``: the file's sha256 must match its sidecar."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f'held-out windows not found: {path} (make them with '
-                                '`python -m mmtok_ros.bench.heldout`)')
-    meta = {}
-    side = sidecar_path(path)
-    if side.is_file():
-        meta = json.loads(side.read_text())
-        if check and meta.get('npz_sha256') not in (None, _sha256(path)):
-            raise ValueError(f'{path} does not match its sidecar {side.name} (sha256)')
-    with np.load(path, allow_pickle=False) as z:
-        if str(z['format']) != FORMAT:
-            raise ValueError(f'{path} is not a held-out windows file ({FORMAT})')
-        modalities = tuple(str(m) for m in z['modalities'])
-        frames = {}
-        for m in modalities:
-            if f'frames_{m}_u8_lzma' in z:
-                raw = lzma.decompress(z[f'frames_{m}_u8_lzma'].tobytes())
-                shape = tuple(int(s) for s in z[f'frames_{m}_shape'])
-                u8 = np.frombuffer(raw, dtype=np.uint8).reshape(shape)
-                frames[m] = u8.astype(np.float32) / np.float32(255.0)
-            else:
-                frames[m] = z[f'frames_{m}'].astype(np.float32)
-        return HeldoutWindows(modalities, frames, z['present'].astype(bool),
-                              z['stamps_ns'].astype(np.int64),
-                              z['window_frames'].astype(np.int64),
-                              z['labels'].astype(np.float32), z['labels_h3'].astype(np.float32),
-                              z['groups'].astype(np.int64), meta)
-
-
-def save(path: str | Path, data: HeldoutWindows, *, u8_modalities=('image',)) -> Path:
-    """Write ``data`` (image as lzma'd uint8) and its sidecar (``data.meta`` + counts + sha)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    arrays = {'format': np.array(FORMAT), 'modalities': np.array(data.modalities),
-              'present': data.present, 'stamps_ns': data.stamps_ns,
-              'window_frames': data.window_frames, 'labels': data.labels,
-              'labels_h3': data.labels_h3, 'groups': data.groups}
-    for m, a in data.frames.items():
-        if m in u8_modalities:
-            u8 = np.clip(np.round(a * 255.0), 0, 255).astype(np.uint8)
-            arrays[f'frames_{m}_u8_lzma'] = np.frombuffer(
-                lzma.compress(u8.tobytes(), preset=9 | lzma.PRESET_EXTREME), dtype=np.uint8)
-            arrays[f'frames_{m}_shape'] = np.array(u8.shape, dtype=np.int64)
-        else:
-            arrays[f'frames_{m}'] = a
-    np.savez_compressed(path, **arrays)
-    meta = {**data.meta, 'format': FORMAT, 'npz_sha256': _sha256(path),
-            'npz_bytes': path.stat().st_size}
-    sidecar_path(path).write_text(json.dumps(meta, indent=2) + '\n')
-    return path
-
-
-# --- building (simulator + rosbags: not on the device path) ------------------------------
 
 def _h3(labels: np.ndarray) -> np.ndarray:
     """Blocked within the next 3 frames, on one scenario's time-ordered next-frame labels
@@ -158,9 +32,9 @@ def _scenario_windows(bag: Path, cfg) -> dict:
     """Every labelled window of one bag with the node's stream code, frames kept once."""
     from collections import Counter
 
-    from ..data.bag import read_bag_messages
-    from ..data.stream import iter_windows_from_messages
-    from ..train.build import STREAM_CONFIG
+    from ...data.bag import read_bag_messages
+    from ...data.stream import iter_windows_from_messages
+    from ...train.build import STREAM_CONFIG
     row_of: dict[int, int] = {}
     frames = {m: [] for m in cfg.modalities}
     present, stamps, rows, labels = [], [], [], []
@@ -228,7 +102,7 @@ def _accuracy(model_path: Path, data: HeldoutWindows, threads: int) -> dict:
     """CPU fp32 accuracy of a model file on ``data`` at its own threshold, and its p."""
     import torch
 
-    from ..model.checkpoint import load_model
+    from ...model.checkpoint import load_model
     torch.set_num_threads(threads)
     model, _ = load_model(model_path)
     ps = []
@@ -253,12 +127,12 @@ def build(out: str | Path = DEFAULT_PATH, *, scenarios=SCENARIOS, seed: int = SE
     import tempfile
     import time
 
-    from ..model.checkpoint import read_model_file
-    from ..model.config import ModelConfig
-    from ..model.shipped import SHIPPED_MODELS
-    from ..sim.simulate import DEFAULT_FRAMES, simulate_scenario
-    from ..train.build import STREAM_CONFIG
-    root = Path(__file__).resolve().parents[2]
+    from ...model.checkpoint import read_model_file
+    from ...model.config import ModelConfig
+    from ...model.shipped import SHIPPED_MODELS
+    from ...sim.simulate import DEFAULT_FRAMES, simulate_scenario
+    from ...train.build import STREAM_CONFIG
+    root = Path(__file__).resolve().parents[3]
     models = {m: root / 'models' / name for m, name in SHIPPED_MODELS.items()}
     cfg = ModelConfig.from_dict(read_model_file(models['routed'])['config'])
     tic = time.perf_counter()
@@ -317,7 +191,7 @@ def build(out: str | Path = DEFAULT_PATH, *, scenarios=SCENARIOS, seed: int = SE
     onset = (data.labels[1:] == 1) & (data.labels[:-1] == 0) & (data.groups[1:] == data.groups[:-1])
     data.meta = {
         'what': 'preprocessed held-out windows of the shipped rsu-cpu models, for the device '
-                'check (mmtok_ros/bench/device_check.py)',
+                'check (mmtok_ros/bench/device_check/)',
         'made_by': f'python -m mmtok_ros.bench.heldout --per-scenario {per_scenario}',
         'git_commit': commit, 'working_tree_dirty_under_mmtok_ros': dirty,
         'simulation': {'command_equivalent': f'mmtok simulate --seed {seed} --scenarios 50 '
@@ -355,7 +229,8 @@ def build(out: str | Path = DEFAULT_PATH, *, scenarios=SCENARIOS, seed: int = SE
 
 def main(argv=None) -> int:
     import argparse
-    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    p = argparse.ArgumentParser(prog='python -m mmtok_ros.bench.heldout',
+                                description=__doc__.split('\n\n')[0])
     p.add_argument('--out', default=str(DEFAULT_PATH))
     p.add_argument('--per-scenario', type=int, default=PER_SCENARIO)
     p.add_argument('--work', default=None, help='keep the simulated bags here (reused)')
@@ -366,7 +241,3 @@ def main(argv=None) -> int:
     print(f"wrote {path} ({meta['npz_bytes'] / 1e6:.2f} MB, {meta['counts']}) and "
           f'{sidecar_path(path).name}')
     return 0
-
-
-if __name__ == '__main__':
-    raise SystemExit(main())
