@@ -51,7 +51,7 @@ def _road_emulation(args, model: Path, out: Path, *, latency_ms: float) -> dict:
     """N RSUs along a road, offline: every RSU's model through its own window stream, the
     serving RSU's decision against reactive and oracle (``mmtok emulate`` on road data),
     with the decision latency measured in the live run above."""
-    from . import _road, emulate, simulate
+    from . import emulate, simulate
     data = Path(args.data).with_name(Path(args.data).name + f'_road{args.road_rsus}')
     if (data / 'index.json').is_file():
         print(f'[demo] reusing the road bags in {data}')
@@ -60,7 +60,7 @@ def _road_emulation(args, model: Path, out: Path, *, latency_ms: float) -> dict:
               f'x {args.road_frames} frames -> {data}', flush=True)
         parser = argparse.ArgumentParser()
         simulate.add_arguments(parser)
-        if _road.run_simulate(parser.parse_args(
+        if simulate.run(parser.parse_args(
                 ['--out', str(data), '--rsus', str(args.road_rsus), '--scenarios',
                  str(args.road_scenarios), '--frames', str(args.road_frames), '--seed',
                  str(args.seed), '--no-progress'])) != 0:

@@ -30,36 +30,62 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              'with its own camera, LiDAR and RSSI topic')
 
 
-def _table(infos) -> str:
-    rows = [('scenario', 'kind', 'frames', 'blocked', 'first blockage [s]', 'bag [MB]')]
-    for i in infos:
-        first = '-' if i.first_blockage_s is None else f'{i.first_blockage_s:.1f}'
-        rows.append((i.name, i.kind, str(i.n_frames), str(i.n_blocked_frames), first,
-                     f'{i.bag_bytes / 1e6:.1f}'))
+def _table(rows: list[tuple[str, ...]]) -> str:
     widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
     lines = ['  '.join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows]
     lines.insert(1, '  '.join('-' * w for w in widths))
     return '\n'.join(lines)
 
 
-def run(args: argparse.Namespace) -> int:
+def _error(message: str) -> int:
+    print(f'mmtok simulate: error: {message}', file=sys.stderr)
+    return 2
+
+
+def _testbed(args: argparse.Namespace) -> str:
     from ..sim import simulate
 
-    if args.rsus != 2:
-        from ._road import run_simulate
-        return run_simulate(args)
-    tic = time.perf_counter()
-    try:
-        n_scenarios = 10 if args.scenarios is None else args.scenarios
-        infos = simulate(args.out, n_scenarios=n_scenarios, seed=args.seed,
-                         frames_per_scenario=args.frames, drop_modality=args.drop_modality,
-                         progress=not args.no_progress, kind_set=args.kinds)
-    except FileExistsError as err:
-        print(f'mmtok simulate: error: {err}', file=sys.stderr)
-        return 2
-    print(_table(infos))
+    infos = simulate(args.out, n_scenarios=10 if args.scenarios is None else args.scenarios,
+                     seed=args.seed, frames_per_scenario=args.frames,
+                     drop_modality=args.drop_modality, progress=not args.no_progress,
+                     kind_set=args.kinds)
+    rows = [('scenario', 'kind', 'frames', 'blocked', 'first blockage [s]', 'bag [MB]')]
+    for i in infos:
+        first = '-' if i.first_blockage_s is None else f'{i.first_blockage_s:.1f}'
+        rows.append((i.name, i.kind, str(i.n_frames), str(i.n_blocked_frames), first,
+                     f'{i.bag_bytes / 1e6:.1f}'))
     n_blocked = sum(i.n_blocked_frames for i in infos)
     n_frames = sum(i.n_frames for i in infos)
-    print(f'{len(infos)} scenarios, {n_frames} frames ({n_blocked} blocked) in '
-          f'{time.perf_counter() - tic:.1f} s -> {args.out}/index.json')
+    return (f'{_table(rows)}\n{len(infos)} scenarios, {n_frames} frames ({n_blocked} blocked)')
+
+
+def _road(args: argparse.Namespace) -> str:
+    from ..sim.road import DEFAULT_ROAD_FRAMES, simulate_road
+
+    infos = simulate_road(args.out, n_rsus=args.rsus,
+                          n_scenarios=4 if args.scenarios is None else args.scenarios,
+                          seed=args.seed, frames_per_scenario=args.frames,
+                          progress=not args.no_progress)
+    rows = [('scenario', 'kind', 'frames', 'blocked frames per link', 'bag [MB]')]
+    for i in infos:
+        blocked = ' '.join(f'{r}:{n}' for r, n in i.link_blocked_frames.items())
+        rows.append((i.name, i.kind, str(i.n_frames), blocked, f'{i.bag_bytes / 1e6:.1f}'))
+    frames = args.frames or DEFAULT_ROAD_FRAMES
+    return f'{_table(rows)}\n{len(infos)} road scenarios x {args.rsus} RSUs x {frames} frames'
+
+
+def run(args: argparse.Namespace) -> int:
+    """The testbed (``--rsus 2``) or a road of N >= 3 RSUs; the table, then one summary line."""
+    from ..sim.road import MIN_RSUS
+
+    if args.rsus != 2 and args.rsus < MIN_RSUS:
+        return _error(f'--rsus {args.rsus}: 2 is the testbed, a road needs {MIN_RSUS} or more')
+    if args.rsus != 2 and args.drop_modality:
+        return _error('--drop-modality is a testbed option (without --rsus)')
+    tic = time.perf_counter()
+    try:
+        summary = _testbed(args) if args.rsus == 2 else _road(args)
+    except FileExistsError as err:
+        return _error(str(err))
+    print(f'{summary} in {time.perf_counter() - tic:.1f} s -> {args.out}/index.json')
     return 0
