@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from mmtok_ros.beam.command import split_holdout
-from mmtok_ros.beam.tables import (Run, marked_absent, plan, run_beam_tables, table_modalities,
-                                   without_modality)
+from mmtok_ros.beam.table_markdown import table_modalities
+from mmtok_ros.beam.tables import Run, marked_absent, plan, run_beam_tables, without_modality
 from mmtok_ros.cli import main
 from mmtok_ros.model import PRESETS, preset
 from mmtok_ros.train.dataset import WindowDataset

@@ -11,6 +11,7 @@ scored on the same held-out windows; trained models are cached in ``out_dir/mode
 rerun only trains what is missing. Latency: every trained model, batch 1, timed round-robin
 (``timing.time_round_robin``) on one held-out window; memory: fresh-process peak
 (``timing.cpu_peak_mb``); FLOPs: ``model.flops.count_flops`` with the learned keep ratios.
+The Markdown of each table is written by ``table_markdown.py``.
 """
 from __future__ import annotations
 
@@ -29,12 +30,12 @@ from ..errors import UserInputError
 from ..model import ModelConfig, MultiModalTransformer, preset
 from ..model.checkpoint import load_model, save_model
 from ..model.flops import count_flops, dummy_window
-from ..resources import format_mb
 from ..timing import Candidate, cpu_peak_mb, time_once, time_round_robin
 from ..train.dataset import WindowDataset
 from ..train.report import plot_accuracy_latency, plot_keep_ratios
 from ..train.trainer import TrainConfig, predict, train_model
 from .metrics import beam_scores
+from .table_markdown import table_ablation, table_cost, table_modalities, table_scale
 
 GAMMAS = GAMMA_SWEEP
 REFERENCE_GAMMA = 0.5         # Table III's routed row and Table V's model
@@ -168,70 +169,6 @@ def scale_latency(preset_name: str, gammas: tuple[float, ...], *, reps: int,
         flops = count_flops(model)
         timing[label].update(gflops=flops['gflops'], tokens_per_layer=flops['tokens_per_layer'])
     return base, timing
-
-
-def table_scale(cfg: ModelConfig, timing: dict[str, dict], title: str) -> str:
-    lines = [f'### {title}', '',
-             '| method | latency median [ms] | p90 [ms] | speed-up vs mha | tokenize / transformer '
-             '[ms] | GFLOPs | tokens per layer |', '|---|---|---|---|---|---|---|']
-    mha = timing.get('mha')
-    for label, t in timing.items():
-        s = t['stages_ms_median']
-        speed = f"{mha['latency_ms_median'] / t['latency_ms_median']:.2f}x" if mha else '-'
-        lines.append(f"| {label} | {t['latency_ms_median']:.1f} | {t['latency_ms_p90']:.1f} "
-                     f"| {speed} | {s['tokenize']:.1f} / {s['transformer']:.1f} "
-                     f"| {t['gflops']:.2f} | {','.join(map(str, t['tokens_per_layer']))} |")
-    return '\n'.join(lines) + '\n'
-
-
-# --- Markdown ---------------------------------------------------------------------------------
-
-def _pct(x: float) -> str:
-    return f'{100 * x:.1f}'
-
-
-def _ratios(r: list[float]) -> str:
-    return ', '.join(f'{v:.2f}' for v in r) if r else '-'
-
-
-def table_cost(rows: list[dict], title: str) -> str:
-    """Tables II and III: accuracy, latency, memory and FLOPs per method."""
-    lines = [f'### {title}', '',
-             "| method | top-1 [%] | top-3 [%] | top-5 [%] | DBA | latency median [ms] | p90 [ms] "
-             "| speed-up vs mha | peak mem [MB] | GFLOPs | tokens per layer | learned r_l |",
-             '|' + '---|' * 12]
-    mha = next((r for r in rows if r['method'] == 'mha'), None)
-    for r in rows:
-        speed = f"{mha['latency_ms_median'] / r['latency_ms_median']:.2f}x" if mha else '-'
-        lines.append(
-            f"| {r['label']} | {_pct(r['top1'])} | {_pct(r['top3'])} | {_pct(r['top5'])} "
-            f"| {r['dba']:.3f} | {r['latency_ms_median']:.2f} | {r['latency_ms_p90']:.2f} "
-            f"| {speed} | {format_mb(r.get('peak_mem_mb'))} | {r['gflops']:.4f} "
-            f"| {','.join(map(str, r['tokens_per_layer']))} | {_ratios(r['keep_ratios'])} |")
-    return '\n'.join(lines) + '\n'
-
-
-def table_ablation(rows: list[dict], title: str) -> str:
-    lines = [f'### {title}', '', '| method | top-1 [%] | top-3 [%] | top-5 [%] | DBA | GFLOPs |',
-             '|---|---|---|---|---|---|']
-    for r in rows:
-        lines.append(f"| {r['label']} | {_pct(r['top1'])} | {_pct(r['top3'])} | {_pct(r['top5'])} "
-                     f"| {r['dba']:.3f} | {r['gflops']:.4f} |")
-    return '\n'.join(lines) + '\n'
-
-
-def table_modalities(rows: list[dict], title: str) -> str:
-    lines = [f'### {title}', '',
-             '| modality removed | tokens N | top-1 [%] | top-3 [%] | top-5 [%] | DBA '
-             '| latency median [ms] | full model, modality marked absent: top-1 / top-3 [%] |',
-             '|---|---|---|---|---|---|---|---|']
-    for r in rows:
-        absent = r.get('absent_scores')
-        absent = f"{_pct(absent['top1'])} / {_pct(absent['top3'])}" if absent else '-'
-        lines.append(f"| {r['removed'] or 'none'} | {r['n_tokens']} | {_pct(r['top1'])} "
-                     f"| {_pct(r['top3'])} | {_pct(r['top5'])} | {r['dba']:.3f} "
-                     f"| {r['latency_ms_median']:.2f} | {absent} |")
-    return '\n'.join(lines) + '\n'
 
 
 # --- the whole run ------------------------------------------------------------------------------
