@@ -22,4 +22,8 @@ class InputFileNotFoundError(MmtokError, FileNotFoundError):
     """A file or folder the user named does not exist (also a ``FileNotFoundError``)."""
 
 
-__all__ = ['InputFileNotFoundError', 'MmtokError', 'UserInputError']
+class OutputExistsError(MmtokError, FileExistsError):
+    """An output the command would write exists already; nothing is overwritten."""
+
+
+__all__ = ['InputFileNotFoundError', 'MmtokError', 'OutputExistsError', 'UserInputError']

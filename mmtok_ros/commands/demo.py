@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from ..constants import NS_PER_S
+from ..errors import UserInputError
 
 HELP = 'end-to-end demo: simulate, replay through the real ROS 2 nodes, emulate handover'
 
@@ -163,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
     index = _simulate(data, args)
     blocked = _blocked(index)
     if len(blocked) < 2:
-        raise ValueError(f'{data} has {len(blocked)} blocked scenarios; the demo needs 2 '
+        raise UserInputError(f'{data} has {len(blocked)} blocked scenarios; the demo needs 2 '
                          '(use --scenarios 4 or more, or another --data)')
     models = _models(args, data, out)
     runs: dict[str, dict[str, dict]] = {}

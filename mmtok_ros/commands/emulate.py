@@ -15,6 +15,7 @@ import json
 from pathlib import Path
 
 from ..constants import NS_PER_MS
+from ..errors import UserInputError
 
 HELP = 'offline handover emulation: a model on recorded bags -> Fig. 5 per scenario, no ROS'
 
@@ -104,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
     device, _ = resolve_device(args.device)
     model, _ = load_model(args.model, device=device)
     if model.cfg.n_classes != 1:
-        raise ValueError(f'{args.model} predicts {model.cfg.n_classes} classes; emulate needs a '
+        raise UserInputError(f'{args.model} predicts {model.cfg.n_classes} classes; emulate needs a '
                          'link-status model (n_classes 1)')
     threshold = float(getattr(model, 'decision_threshold', DEFAULT_DECISION_THRESHOLD))
     bags = {b.name: b for b in scenario_dirs(args.data)}
@@ -114,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
                  for name in wanted}
     n_rsus = {len(tl.rsus) for tl in timelines.values()}
     if len(n_rsus) > 1 or (args.rsus is not None and n_rsus != {args.rsus}):
-        raise ValueError(f'{args.data}: the sidecars have {sorted(n_rsus)} RSUs'
+        raise UserInputError(f'{args.data}: the sidecars have {sorted(n_rsus)} RSUs'
                          + (f', --rsus says {args.rsus}' if args.rsus is not None else
                             '; emulate one kind of data at a time'))
     out = Path(args.out)

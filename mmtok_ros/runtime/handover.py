@@ -43,6 +43,8 @@ import math
 from dataclasses import dataclass
 
 from ..constants import S_TH_DBM
+from ..data.errors import DataError
+from ..errors import UserInputError
 
 NAN = float('nan')
 
@@ -85,37 +87,34 @@ class NeighbourState:
 
 @dataclass(frozen=True)
 class HysteresisConfig:
-    # p_blocked at or above this counts toward handing over. Chosen with `mmtok emulate` on
-    # the shipped model's training scenarios 00-39: 0.6 hands over before the blockage in
-    # 24/24 blocked scenarios, 0.7 in 23/24, both with 0 false-alarm handovers in the 16
-    # clear ones; see models/handover_rsu_cpu_g40.md.
-    p_on: float = 0.6
+    """The decision's thresholds and counts; how the defaults were chosen: docs/results.md."""
+
+    p_on: float = 0.6               # p_blocked at or above this counts toward handing over
     p_off: float = 0.3              # p_blocked below this counts toward handing back
     on_windows: int = 1             # consecutive windows needed to hand over
     off_windows: int = 5            # consecutive windows needed to hand back
     # no hand-back, and no proactive handover, earlier than this after a handover
     min_dwell_ns: int = 3_000_000_000
-    # Reactive floor: 1 window, as the reactive baseline (mmtok emulate) hands over after the
-    # first frame measured below S_th; 2 would filter one-frame fades but make the proposed
-    # policy one frame period (300 ms) later than reactive whenever the model misses.
+    # reactive floor: hand over after this many consecutive windows measured below S_th
+    # (1: never later than the reactive baseline, which leaves after one such frame)
     floor_windows: int = 1
     s_th_dbm: float = S_TH_DBM      # S_th of Eq. 8 [dBm]: measured below it = blocked
-    # A neighbour state older than this (data time) is ignored: about three 300 ms frame
-    # periods, so one late or lost link status does not hide a neighbour.
+    # a neighbour state older than this (data time) is ignored; a few frame periods, so one
+    # late or lost link status does not hide a neighbour
     neighbour_stale_ns: int = 1_000_000_000
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.p_off <= self.p_on <= 1.0:
-            raise ValueError(f'need 0 <= p_off <= p_on <= 1, got p_off={self.p_off}, '
+            raise UserInputError(f'need 0 <= p_off <= p_on <= 1, got p_off={self.p_off}, '
                              f'p_on={self.p_on}')
         if self.on_windows < 1 or self.off_windows < 1 or self.min_dwell_ns < 0:
-            raise ValueError(f'need on_windows >= 1, off_windows >= 1, min_dwell_ns >= 0; got '
+            raise UserInputError(f'need on_windows >= 1, off_windows >= 1, min_dwell_ns >= 0; got '
                              f'{self.on_windows}, {self.off_windows}, {self.min_dwell_ns}')
         if self.floor_windows < 1 or self.neighbour_stale_ns <= 0:
-            raise ValueError(f'need floor_windows >= 1 and neighbour_stale_ns > 0; got '
+            raise UserInputError(f'need floor_windows >= 1 and neighbour_stale_ns > 0; got '
                              f'{self.floor_windows}, {self.neighbour_stale_ns}')
         if not math.isfinite(self.s_th_dbm):
-            raise ValueError(f's_th_dbm must be finite, got {self.s_th_dbm}')
+            raise UserInputError(f's_th_dbm must be finite, got {self.s_th_dbm}')
 
 
 def _finite(value: float | None) -> float:
@@ -132,7 +131,7 @@ class HandoverDecision:
         """``arrived_ns``: when the vehicle was handed to ``home_rsu`` (a serving RSU that
         takes over the decision after a handover); None: it has always been here."""
         if home_rsu == target_rsu:
-            raise ValueError(f'home and target RSU must differ, both are {home_rsu!r}')
+            raise UserInputError(f'home and target RSU must differ, both are {home_rsu!r}')
         self.home_rsu, self.target_rsu, self.config = home_rsu, target_rsu, config
         self.serving_rsu = home_rsu
         self.handovers = 0
@@ -157,11 +156,11 @@ class HandoverDecision:
                           rssi_dbm: float | None = None) -> None:
         """Record a neighbour's latest own-link state (from its LinkStatus)."""
         if not rsu_id or rsu_id == self.home_rsu:
-            raise ValueError(f'a neighbour needs an id other than the home RSU '
+            raise DataError(f'a neighbour needs an id other than the home RSU '
                              f'{self.home_rsu!r}, got {rsu_id!r}')
         p = _finite(p_blocked)
         if math.isfinite(p) and not 0.0 <= p <= 1.0:
-            raise ValueError(f'neighbour {rsu_id!r}: p_blocked must be in [0, 1], got {p}')
+            raise DataError(f'neighbour {rsu_id!r}: p_blocked must be in [0, 1], got {p}')
         self._neighbours[rsu_id] = NeighbourState(rsu_id, int(stamp_ns), p, _finite(rssi_dbm))
 
     def update(self, stamp_ns: int, p_blocked: float, *,

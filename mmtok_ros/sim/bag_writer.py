@@ -34,6 +34,8 @@ from rosbags.interfaces import QosTime
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 
+from ..errors import OutputExistsError
+
 TYPESTORE = get_typestore(Stores.ROS2_KILTED)
 BAG_VERSION = 9
 TOPIC_IMAGE = '/camera/image_raw'
@@ -150,7 +152,7 @@ class BagWriter:
         self.topics = tuple(self.TOPICS if topics is None else topics)
         self.path = Path(path)
         if self.path.exists():
-            raise FileExistsError(f'{self.path} exists already; refusing to overwrite a bag '
+            raise OutputExistsError(f'{self.path} exists already; refusing to overwrite a bag '
                                   '(choose another --out or delete it)')
         self._writer = Writer(self.path, version=BAG_VERSION, storage_plugin=StoragePlugin.MCAP)
         self._conns: dict[str, object] = {}

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ..constants import NS_PER_MS
+from ..errors import OutputExistsError, UserInputError
 
 SCENARIO_SPACING_NS = 3_600 * 1_000_000_000   # scenario i starts at t0 + i hours
 BASE_DROP_PROB = 0.015                        # every sensor message, independently
@@ -94,9 +95,9 @@ def parse_drop_modality(spec: str | tuple[str, float] | None) -> tuple[str, floa
         spec = (name, float(prob) if prob else DEFAULT_EXTRA_DROP_PROB)
     name, prob = spec[0].strip(), float(spec[1])
     if name not in MODALITIES:
-        raise ValueError(f'drop modality must be one of {MODALITIES}, not {name!r}')
+        raise UserInputError(f'drop modality must be one of {MODALITIES}, not {name!r}')
     if not 0.0 <= prob <= 1.0:
-        raise ValueError(f'drop probability must be in [0, 1], not {prob}')
+        raise UserInputError(f'drop probability must be in [0, 1], not {prob}')
     return name, prob
 
 
@@ -126,7 +127,7 @@ def refuse_to_overwrite(out_dir: str | Path, n_scenarios: int) -> Path:
     for i in range(n_scenarios):
         for p in (out / f'scenario_{i:02d}', out / f'scenario_{i:02d}.truth.json'):
             if p.exists():
-                raise FileExistsError(f'{p} exists already; refusing to overwrite '
+                raise OutputExistsError(f'{p} exists already; refusing to overwrite '
                                       '(choose another output directory or delete it)')
     out.mkdir(parents=True, exist_ok=True)
     return out

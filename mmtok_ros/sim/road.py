@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from ..constants import FRAME_PERIOD_NS
+from ..errors import UserInputError
 from . import bag_writer as bw
 from .layout import ROAD_SPACING_M, RoadLayout, road_layout, road_topics, rsu_name
 from .recording import rounded
@@ -130,7 +131,7 @@ def make_road_scenario(index: int, seed: int, n_rsus: int) -> RoadScenario:
     """Scenario ``index``: kind ``index % len(ROAD_KINDS)``, speeds x U(0.94, 1.06) (capped at
     10 km/h), starts +-0.6 m, as the testbed's ``scene.make_scenario``."""
     if n_rsus < MIN_RSUS:
-        raise ValueError(f'a road needs at least {MIN_RSUS} RSUs, got {n_rsus} '
+        raise UserInputError(f'a road needs at least {MIN_RSUS} RSUs, got {n_rsus} '
                          '(two RSUs: the testbed, mmtok simulate without --rsus)')
     kind = ROAD_KINDS[index % len(ROAD_KINDS)]
     rng = np.random.default_rng([seed, index, 0x20AD])
@@ -188,7 +189,7 @@ def simulate_road(out_dir: str | Path, *, n_rsus: int, n_scenarios: int = 4, see
     """Simulate ``n_scenarios`` road runs with ``n_rsus`` RSUs into ``out_dir`` (bags, truth
     sidecars, ``index.json``). Refuses to overwrite an existing scenario."""
     if n_rsus < MIN_RSUS:
-        raise ValueError(f'--rsus must be >= {MIN_RSUS} for a road (got {n_rsus})')
+        raise UserInputError(f'--rsus must be >= {MIN_RSUS} for a road (got {n_rsus})')
     started = time.perf_counter()
     out, n_frames, infos = write_scenarios(
         out_dir, n_scenarios, frames_per_scenario, DEFAULT_ROAD_FRAMES,

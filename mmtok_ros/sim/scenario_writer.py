@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from ..constants import FRAME_PERIOD_NS, NS_PER_MS, S_TH_DBM
+from ..errors import UserInputError
 from . import bag_writer as bw
 from . import camera, channel, lidar
 from .layout import RoadLayout
@@ -209,10 +210,10 @@ def write_scenarios(out_dir: str | Path, n_scenarios: int, frames_per_scenario: 
     from tqdm import tqdm
 
     if n_scenarios < 1:
-        raise ValueError('n_scenarios must be >= 1')
+        raise UserInputError('n_scenarios must be >= 1')
     n_frames = default_frames if frames_per_scenario is None else int(frames_per_scenario)
     if n_frames < 1:
-        raise ValueError('frames_per_scenario must be >= 1')
+        raise UserInputError('frames_per_scenario must be >= 1')
     out = refuse_to_overwrite(out_dir, n_scenarios)
     infos = [write_one(out, i, n_frames)
              for i in tqdm(range(n_scenarios), desc=desc, disable=not progress, position=0)]

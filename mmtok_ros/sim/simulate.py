@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..constants import FRAME_PERIOD_NS
+from ..errors import UserInputError
 from . import bag_writer as bw
 from .layout import TESTBED
 from .recording import (BASE_DROP_PROB, MODALITIES, SCENARIO_SPACING_NS, blocked_runs,
@@ -90,7 +91,7 @@ def simulate(out_dir: str | Path, *, n_scenarios: int = 10, seed: int = 0,
     """
     drop = parse_drop_modality(drop_modality)
     if kind_set not in KIND_SETS:
-        raise ValueError(f'unknown kind set {kind_set!r}; choose from {sorted(KIND_SETS)}')
+        raise UserInputError(f'unknown kind set {kind_set!r}; choose from {sorted(KIND_SETS)}')
     kinds = KIND_SETS[kind_set]
     out, n_frames, infos = write_scenarios(
         out_dir, n_scenarios, frames_per_scenario, DEFAULT_FRAMES,

@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from ...constants import REACTIVE_OFF_FRAMES
+from ...errors import UserInputError
 from ..handover import HysteresisConfig
 from .decide import DecisionOptions, DecisionRecord, decide, proactive_switches
 from .metrics import PolicyResult, evaluate_policy, never_worse_check
@@ -112,7 +113,7 @@ def emulate(timeline: Timeline, options: EmulationOptions, *,
     if (preds is None) == (proactive is None):
         raise ValueError('give either the predictions or the proactive switches')
     if options.home_rsu not in (None, timeline.home_rsu):
-        raise ValueError(f'{timeline.name}: the fixed home {options.home_rsu} must be the RSU '
+        raise UserInputError(f'{timeline.name}: the fixed home {options.home_rsu} must be the RSU '
                          f'serving at the first frame, {timeline.home_rsu}')
     records = [] if preds is None else decide(timeline, preds, options.decision)
     policies = {'proactive': proactive_switches(records) if preds is not None else proactive,

@@ -19,6 +19,7 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 
 from ...constants import FRAME_PERIOD_NS, NS_PER_S, S_TH_DBM
+from ...errors import InputFileNotFoundError, UserInputError
 
 ROAD_TRUTH_PREFIX = 'road/'
 
@@ -105,12 +106,12 @@ def bags_and_truths(data_dir: str | Path, bags_arg: str, names: list[str],
     wanted = [b for b in bags_arg.split(',') if b] or list(names)
     unknown = sorted(set(wanted) - set(names))
     if unknown:
-        raise ValueError(f'--bags {unknown} are not bags in {data_dir}; have {sorted(names)}')
+        raise UserInputError(f'--bags {unknown} are not bags in {data_dir}; have {sorted(names)}')
     truths = {}
     for name in wanted:
         path = Path(data_dir) / f'{name}.truth.json'
         if not path.is_file():
-            raise FileNotFoundError(f'truth sidecar not found: {path} (the oracle and the '
+            raise InputFileNotFoundError(f'truth sidecar not found: {path} (the oracle and the '
                                     'true served RSSI need it; mmtok simulate writes one)')
         truths[name] = load_truth(path)
     return wanted, truths
