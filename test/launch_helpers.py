@@ -16,10 +16,11 @@ import shlex
 import signal
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from ros_helpers import ProcessOutput
 
 ROOT = Path(__file__).resolve().parents[1]
 VENDOR = ROOT.parent / 'shared' / 'vendor'
@@ -88,7 +89,7 @@ def build_workspace(root: Path) -> Workspace:
     return Workspace(root)
 
 
-class LaunchProcess:
+class LaunchProcess(ProcessOutput):
     """``ros2 launch mmtok_ros FILE ARGS`` in its own process group, output collected."""
 
     def __init__(self, ws: Workspace, launch_file: str, *args: str, cwd: Path,
@@ -97,34 +98,9 @@ class LaunchProcess:
         command = (f'exec {shlex.quote(str(PREFIX / "bin" / "python"))} {runner} mmtok_ros '
                    + ' '.join(shlex.quote(a) for a in (launch_file, *args)))
         # a process group of its own, as a terminal gives a foreground job
-        self.proc = subprocess.Popen(ws.shell(command), cwd=cwd, env=env or ws.env(),
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     text=True, start_new_session=True)
-        self._lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        for line in self.proc.stdout:
-            self._lines.append(line)
-
-    @property
-    def output(self) -> str:
-        return ''.join(self._lines)
-
-    def count(self, text: str) -> int:
-        return self.output.count(text)
-
-    def wait_for(self, text: str, *, times: int = 1, timeout_s: float = 60.0) -> bool:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.count(text) >= times:
-                return True
-            if self.proc.poll() is not None:
-                self._reader.join(timeout=2.0)
-                return self.count(text) >= times
-            time.sleep(0.05)
-        return False
+        super().__init__(subprocess.Popen(ws.shell(command), cwd=cwd, env=env or ws.env(),
+                                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                          text=True, start_new_session=True))
 
     def ctrl_c(self, *, whole_group: bool) -> float:
         """SIGINT to launch alone, or to the group twice like a terminal; seconds to the end.

@@ -215,7 +215,34 @@ class Harness:
         self._thread.join(timeout=2.0)
 
 
-class NodeProcess:
+class ProcessOutput:
+    """A started process whose stdout (with stderr) is read line by line on a thread."""
+
+    def __init__(self, proc) -> None:
+        self.proc = proc
+        self._lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self._lines.append(line)
+
+    @property
+    def output(self) -> str:
+        return ''.join(self._lines)
+
+    def count(self, text: str) -> int:
+        return self.output.count(text)
+
+    def wait_for(self, text: str, timeout_s: float = 60.0, *, times: int = 1) -> bool:
+        """True once ``text`` is in the output ``times`` times; False on timeout or exit."""
+        return wait_until(lambda: self.count(text) >= times or self.proc.poll() is not None
+                          and not self._reader.is_alive(), timeout_s) \
+            and self.count(text) >= times
+
+
+class NodeProcess(ProcessOutput):
     """One of our executables as a real process, its output read line by line.
 
     ``python -m mmtok_ros.ros.<name> --ros-args -p k:=v ...`` with this test session's DDS
@@ -233,23 +260,8 @@ class NodeProcess:
             args += ['-p', p]
         full_env = dict(os.environ, PYTHONUNBUFFERED='1', RCUTILS_LOGGING_BUFFERED_STREAM='0')
         full_env.update(env or {})
-        self.proc = subprocess.Popen(args, env=full_env, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, text=True)
-        self._lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        for line in self.proc.stdout:
-            self._lines.append(line)
-
-    @property
-    def output(self) -> str:
-        return ''.join(self._lines)
-
-    def wait_for(self, text: str, timeout_s: float = 60.0) -> bool:
-        return wait_until(lambda: text in self.output or self.proc.poll() is not None
-                          and not self._reader.is_alive(), timeout_s) and text in self.output
+        super().__init__(subprocess.Popen(args, env=full_env, stdout=subprocess.PIPE,
+                                          stderr=subprocess.STDOUT, text=True))
 
     def interrupt(self, *gaps_s: float) -> None:
         """SIGINT now, then one more after each gap (seconds)."""

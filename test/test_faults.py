@@ -192,6 +192,9 @@ def test_sensor_driver_stops_and_comes_back_with_another_qos(tmp_path):
         assert spin_until(lambda: all(p.get_subscription_count() for p in pubs.values()), 15)
         feed(range(0, 8), lidar=True)
         assert spin_until(lambda: len(statuses) >= 2, 10), proc.output
+        # every input is flowing from here on (silence before discovery, on a busy machine,
+        # is warned about too, and is not what this test is about)
+        flowing = len(proc.output)
 
         node.destroy_publisher(pubs.pop('lidar'))                 # the driver dies
         during = len(statuses)
@@ -215,5 +218,5 @@ def test_sensor_driver_stops_and_comes_back_with_another_qos(tmp_path):
         proc.interrupt()
         status, out = proc.finish(30)
     assert status == 0 and 'Traceback' not in out, out
-    assert out.count('no message on lidar/points') == 1, out     # warned once
-    assert 'no message on camera/image_raw' not in out, out
+    assert out[flowing:].count('no message on lidar/points') == 1, out     # warned once
+    assert 'no message on camera/image_raw' not in out[flowing:], out

@@ -65,25 +65,6 @@ def _spin(node, executor, poll_s: float) -> None:
         executor.spin_once(timeout_sec=poll_s)
 
 
-def spin_until_shutdown(node, *, poll_s: float = 0.1) -> None:
-    """Spin ``node`` until Ctrl-C or shutdown; quiet; always clean up (ros2/demos style).
-
-    Spins in ``poll_s`` steps so that Python sees Ctrl-C as KeyboardInterrupt while the
-    context is still valid: the node is destroyed (its last log lines, the emulator's
-    results) before rclpy shuts down, and nothing logs to a dead /rosout.
-    """
-    import rclpy
-    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
-    executor = None
-    try:
-        executor = SingleThreadedExecutor(context=node.context)
-        _spin(node, executor, poll_s)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        _teardown(rclpy, node, executor)
-
-
 def end_process(status: int) -> NoReturn:
     """End the process now with ``status``, after our own clean teardown.
 
