@@ -10,7 +10,6 @@ import argparse
 import importlib
 import pkgutil
 import sys
-import traceback
 
 from . import commands
 from .errors import MmtokError
@@ -33,21 +32,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _user_error_types() -> tuple[type[BaseException], ...]:
-    """The exceptions that mean bad input: the project's own types."""
-    types: tuple[type[BaseException], ...] = (MmtokError,)
-    checkpoint = sys.modules.get('mmtok_ros.model.checkpoint')
-    if checkpoint is not None:     # imported by any command that read a model file
-        types += (checkpoint.ModelFileError,)
-    return types
-
-
-# Bad input that some modules still report with a bare ValueError or FileNotFoundError. A bug
-# raises these too, so they keep their traceback; the status stays 2 as for a user error.
-# Delete once every user-error site raises a MmtokError.
-_NOT_YET_CONVERTED = (ValueError, FileNotFoundError)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run one command. Bad input (a :class:`~mmtok_ros.errors.MmtokError`) is one line on
     stderr and status 2; any other exception is a bug and propagates with its traceback."""
@@ -56,13 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(args._run(args) or 0)
     except KeyboardInterrupt:
         return 130
-    except Exception as err:  # noqa: BLE001 - sorted into user errors and bugs below
-        if isinstance(err, _user_error_types()):
-            print(f'mmtok {args.command}: error: {err}', file=sys.stderr)
-            return 2
-        if not isinstance(err, _NOT_YET_CONVERTED):
-            raise
-        traceback.print_exc()
+    except MmtokError as err:
         print(f'mmtok {args.command}: error: {err}', file=sys.stderr)
         return 2
 

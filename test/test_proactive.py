@@ -105,7 +105,7 @@ def test_evaluate_and_report_offer_both_definitions():
 
 
 def test_a_stored_run_is_scored_again_under_another_definition():
-    from mmtok_ros.train.trainer import evaluate, rescore
+    from mmtok_ros.train.evaluation import evaluate, rescore
     cfg = _tiny_rssi_task_config('kept')
     data = _persistence_task(n_scenarios=2, frames=20)
     model = MultiModalTransformer(cfg).eval()

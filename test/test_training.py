@@ -64,7 +64,7 @@ def test_a_dropped_modality_is_marked_absent_and_does_not_crash(tmp_path):
     data, _ = dataset_from_bags(tmp_path, preset('rsu-cpu'), progress=False)
     assert not data.present[:, 0].all()                 # some camera frames are missing
     from mmtok_ros.model import MultiModalTransformer
-    from mmtok_ros.train.trainer import predict
+    from mmtok_ros.train.evaluation import predict
     logits = predict(MultiModalTransformer(preset('rsu-cpu')), data)
     assert np.isfinite(logits).all()
 
@@ -96,7 +96,7 @@ def test_confidence_interval_contains_the_mean():
 
 
 def test_wilson_interval_brackets_the_proportion():
-    from mmtok_ros.train.trainer import wilson_interval
+    from mmtok_ros.train.evaluation import wilson_interval
     lo, hi = wilson_interval(90, 100)
     assert lo < 0.9 < hi and hi < 1.0
     assert wilson_interval(10, 10)[1] == pytest.approx(1.0)
@@ -176,7 +176,7 @@ def test_runs_another_live_process_trains_are_left_to_it(tmp_path, capsys):
 
 
 def test_onset_recall_counts_only_first_blocked_windows():
-    from mmtok_ros.train.trainer import onset_scores
+    from mmtok_ros.train.evaluation import onset_scores
     labels = np.array([0, 0, 1, 1, 0, 1, 0, 1], dtype=np.float32)
     groups = np.array([0, 0, 0, 0, 0, 0, 1, 1])
     data = WindowDataset(('rssi',), {'rssi': np.zeros((1, 2), np.float32)}, np.ones((1, 1), bool),
@@ -352,7 +352,7 @@ def test_adamw_decays_only_weight_matrices():
 
 
 def test_accuracy_optimal_threshold_by_hand():
-    from mmtok_ros.train.trainer import accuracy_optimal_threshold
+    from mmtok_ros.train.evaluation import accuracy_optimal_threshold
     p = np.array([0.1, 0.3, 0.6, 0.8, 0.9])
     labels = np.array([0, 0, 0, 1, 1])
     # every threshold in (0.6, 0.8] is right on all five: 0.61 ... 0.80, the middle is 0.71

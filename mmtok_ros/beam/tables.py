@@ -33,7 +33,8 @@ from ..model.flops import count_flops, dummy_window
 from ..timing import Candidate, cpu_peak_mb, time_once, time_round_robin
 from ..train.dataset import WindowDataset
 from ..train.report import plot_accuracy_latency, plot_keep_ratios
-from ..train.trainer import TrainConfig, predict, train_model
+from ..train.trainer import TrainConfig, train_model
+from ..train.evaluation import predict
 from .metrics import beam_scores
 from .table_markdown import table_ablation, table_cost, table_modalities, table_scale
 

@@ -58,7 +58,8 @@ def synthetic_windows(cfg, n_windows: int, seed: int = 0):
 
 def time_variant(cfg, *, down_pass_grad: bool, steps: int, batch_size: int) -> dict:
     """Training and inference windows per second of one model variant (after one warm-up)."""
-    from ..train.trainer import TrainConfig, predict, train_model
+    from ..train.trainer import TrainConfig, train_model
+    from ..train.evaluation import predict
     tc = TrainConfig(epochs=1, batch_size=batch_size, device='cpu', down_pass_grad=down_pass_grad,
                      threshold_windows=0, warmup_fraction=0.0)
     train_model(cfg, synthetic_windows(cfg, batch_size), tc, progress=False)       # warm-up

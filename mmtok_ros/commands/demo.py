@@ -105,7 +105,8 @@ def _quick_model(method: str, data: Path, out: Path, epochs: int) -> Path:
     from ..model import preset
     from ..model.checkpoint import save_model
     from ..train.build import dataset_from_bags
-    from ..train.trainer import TrainConfig, evaluate, train_model
+    from ..train.trainer import TrainConfig, train_model
+    from ..train.evaluation import evaluate
     path = out / 'models' / f'quick_{method}.pt'
     if path.is_file():
         print(f'[demo] reusing quick {method} model {path}')

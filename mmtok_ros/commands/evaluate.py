@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from ..constants import DEFAULT_DECISION_THRESHOLD
+from ..errors import UserInputError
 
 HELP = ('Evaluate a model file on bags (accuracy, blocked precision/recall) and write JSON; '
         '--task beam: train, time and tabulate the beam methods (Tables II-V).')
@@ -74,19 +75,19 @@ def run(args) -> int:
         from ..beam.command import run_beam
         return run_beam(args)
     if args.model is None or args.data is None:
-        raise ValueError('--task handover needs --model and --data')
+        raise UserInputError('--task handover needs --model and --data')
     import numpy as np
 
     from ..devices import resolve_device
     from ..model.checkpoint import load_model
     from ..train.build import dataset_from_bags
-    from ..train.trainer import evaluate
+    from ..train.evaluation import evaluate
     model, meta = load_model(args.model, device=resolve_device(args.device)[0])
     data, names = dataset_from_bags(args.data, model.cfg, progress=not args.no_progress)
     wanted = [b for b in args.bags.split(',') if b]
     unknown = sorted(set(wanted) - set(names))
     if unknown:
-        raise ValueError(f'--bags {unknown} are not bags in {args.data}; have {names}')
+        raise UserInputError(f'--bags {unknown} are not bags in {args.data}; have {names}')
     if wanted:
         data = data.subset(np.flatnonzero(np.isin(data.groups, [names.index(b) for b in wanted])))
     result = {'model': str(args.model), 'data': str(args.data), 'bags': wanted or names,

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from ..constants import GAMMA_SWEEP
+from ..errors import UserInputError
 from .train import add_train_options, model_options, train_config
 
 HELP = 'Cross-validate every method and write Table VI (Markdown + JSON) and plots (PNG).'
@@ -45,7 +46,7 @@ def plot_keep_ratios_of_models(paths: list[str], out_dir: str) -> int:
         model, _ = load_model(path)
         ratios = model.keep_ratios().tolist()
         if not ratios:
-            raise ValueError(f'{path} ({model.cfg.method}) has no keep ratios to plot')
+            raise UserInputError(f'{path} ({model.cfg.method}) has no keep ratios to plot')
         series[Path(path).stem] = ratios
         gammas.add(model.cfg.target_keep_ratio)
         print(f"{path}: r_1..r_{len(ratios)} = {', '.join(f'{r:.3f}' for r in ratios)} "

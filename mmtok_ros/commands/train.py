@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 from ..constants import DEFAULT_DECISION_THRESHOLD
+from ..errors import UserInputError
 from ..model.config import METHODS, PRESETS, RSSI_TOKEN_MODES, ModelConfig
 from ..train.config import add_cli_options, from_cli
 
@@ -45,7 +46,7 @@ def train_config(args, seed: int = 0):
     import torch
     if args.threads is not None:
         if args.threads < 1:
-            raise ValueError(f'--threads must be >= 1, got {args.threads}')
+            raise UserInputError(f'--threads must be >= 1, got {args.threads}')
         torch.set_num_threads(args.threads)
     return from_cli(args, seed=seed, device=args.device)
 
@@ -82,7 +83,8 @@ def run(args) -> int:
     from ..model.checkpoint import load_model, save_model
     from ..train import distributed
     from ..train.build import dataset_from_bags
-    from ..train.trainer import evaluate, train_model
+    from ..train.trainer import train_model
+    from ..train.evaluation import evaluate
     # under torchrun: join the process group now, so that rank 0 builds the dataset cache
     # alone; only rank 0 prints, evaluates and writes the model file (docs/distributed.md)
     distributed.setup(resolve_device(args.device)[0])
@@ -99,10 +101,10 @@ def run(args) -> int:
     holdout = [h for h in args.holdout.split(',') if h]
     unknown = sorted(set(holdout) - set(names))
     if unknown:
-        raise ValueError(f'--holdout names {unknown} are not bags in {args.data}; have {names}')
+        raise UserInputError(f'--holdout names {unknown} are not bags in {args.data}; have {names}')
     held = np.isin(data.groups, [names.index(h) for h in holdout])
     if args.horizon < 1:
-        raise ValueError(f'--horizon must be >= 1 frame, got {args.horizon}')
+        raise UserInputError(f'--horizon must be >= 1 frame, got {args.horizon}')
     train_data = data.subset(np.flatnonzero(~held)).with_horizon(args.horizon)
     model, history = train_model(cfg, train_data,
                                  train_config(args, args.seed), progress=not args.no_progress,

@@ -13,13 +13,14 @@ from pathlib import Path
 import torch
 
 from ..constants import DEFAULT_DECISION_THRESHOLD
+from ..errors import MmtokError
 from .config import ModelConfig
 from .transformer import MultiModalTransformer
 
 FORMAT = 'mmtok_ros.model/1'
 
 
-class ModelFileError(RuntimeError):
+class ModelFileError(MmtokError, RuntimeError):
     """A model file is missing, unreadable, or does not match the architecture it claims."""
 
 

@@ -10,6 +10,7 @@ import contextlib
 import torch
 import torch.nn as nn
 
+from ..errors import UserInputError
 from .transformer import Block, MultiModalTransformer
 
 
@@ -20,9 +21,9 @@ def autocast_for(device: str | torch.device, precision: str):
         return contextlib.nullcontext()
     dtype = {'fp16': torch.float16, 'bf16': torch.bfloat16}.get(precision)
     if dtype is None:
-        raise ValueError(f'unknown precision {precision!r}; choose fp32, fp16 or bf16')
+        raise UserInputError(f'unknown precision {precision!r}; choose fp32, fp16 or bf16')
     if device_type == 'cpu' and dtype is torch.float16:
-        raise ValueError('fp16 is not supported on CPU; use bf16')
+        raise UserInputError('fp16 is not supported on CPU; use bf16')
     return torch.autocast(device_type, dtype=dtype)
 
 

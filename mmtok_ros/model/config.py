@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields, replace
 
+from ..errors import UserInputError
+
 MODALITIES = ('image', 'lidar', 'radar', 'gps', 'rssi')
 METHODS = ('routed', 'mha', 'tome', 'mod', 'ablation1', 'ablation2', 'ablation3')
 # methods with a target keep ratio gamma' (the routed model and its three ablations)
@@ -68,26 +70,26 @@ class ModelConfig:
     def __post_init__(self) -> None:
         unknown = [m for m in self.modalities if m not in MODALITIES]
         if unknown:
-            raise ValueError(f'unknown modalities {unknown}; choose from {MODALITIES}')
+            raise UserInputError(f'unknown modalities {unknown}; choose from {MODALITIES}')
         if self.method not in METHODS:
-            raise ValueError(f'unknown method {self.method!r}; choose from {METHODS}')
+            raise UserInputError(f'unknown method {self.method!r}; choose from {METHODS}')
         if self.d_model % self.n_heads:
-            raise ValueError(f'd_model={self.d_model} is not divisible by n_heads={self.n_heads}')
+            raise UserInputError(f'd_model={self.d_model} is not divisible by n_heads={self.n_heads}')
         if self.rssi_tokens not in RSSI_TOKEN_MODES:
-            raise ValueError(f'unknown rssi_tokens {self.rssi_tokens!r}; choose from '
+            raise UserInputError(f'unknown rssi_tokens {self.rssi_tokens!r}; choose from '
                              f'{RSSI_TOKEN_MODES}')
         if self.rssi_tokens != 'routed' and 'rssi' not in self.modalities:
-            raise ValueError(f"rssi_tokens={self.rssi_tokens!r} needs the 'rssi' modality")
+            raise UserInputError(f"rssi_tokens={self.rssi_tokens!r} needs the 'rssi' modality")
         if self.rssi_tokens != 'routed' and self.method == 'tome':
-            raise ValueError("rssi_tokens needs fixed token positions; ToMe merges them")
+            raise UserInputError("rssi_tokens needs fixed token positions; ToMe merges them")
         if self.keep_ratio_bracket < 1:
-            raise ValueError(f'keep_ratio_bracket must be >= 1, got {self.keep_ratio_bracket}')
+            raise UserInputError(f'keep_ratio_bracket must be >= 1, got {self.keep_ratio_bracket}')
         if not 0.0 < self.target_keep_ratio <= 1.0:
-            raise ValueError(f'target_keep_ratio must be in (0, 1], got {self.target_keep_ratio}')
+            raise UserInputError(f'target_keep_ratio must be in (0, 1], got {self.target_keep_ratio}')
         for hw, stride, name in ((self.image_hw, self.image_stride, 'image'),
                                  (self.bev_hw, self.bev_stride, 'bev')):
             if stride < 4 or stride % 4 or hw[0] % stride or hw[1] % stride:
-                raise ValueError(f'{name}_hw={hw} must be a multiple of {name}_stride={stride}, '
+                raise UserInputError(f'{name}_hw={hw} must be a multiple of {name}_stride={stride}, '
                                  'itself a multiple of 4')
 
     # --- token counts ---
@@ -142,7 +144,7 @@ class ModelConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ValueError(f'unknown config keys {unknown}')
+            raise UserInputError(f'unknown config keys {unknown}')
         tuples = {f.name for f in fields(cls) if 'tuple' in str(f.type)}
         values = {**LEGACY_VALUES, **values}   # a file written before a field: its behaviour
         return cls(**{k: tuple(v) if k in tuples and v is not None else v
@@ -179,7 +181,7 @@ def preset(name: str, **overrides) -> ModelConfig:
     try:
         base = PRESETS[name]
     except KeyError:
-        raise ValueError(f'unknown preset {name!r}; choose from {sorted(PRESETS)}') from None
+        raise UserInputError(f'unknown preset {name!r}; choose from {sorted(PRESETS)}') from None
     return replace(base, **overrides) if overrides else base
 
 

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from ..errors import MmtokError, UserInputError
 from . import routing
 from .transformer import FullLayer, MultiModalTransformer, RoutedLayer
 
@@ -42,7 +43,7 @@ TOLERANCE = 1e-4
 META_PREFIX = 'mmtok.'
 
 
-class ExportError(RuntimeError):
+class ExportError(MmtokError, RuntimeError):
     """The model cannot be exported exactly, or the exported graph does not match PyTorch."""
 
 
@@ -218,10 +219,10 @@ def export_model(model: MultiModalTransformer, out: str | os.PathLike, *,
     """
     out = Path(out)
     if out.suffix != '.onnx':
-        raise ValueError(f'--out must end in .onnx, got {out}')
+        raise UserInputError(f'--out must end in .onnx, got {out}')
     for s in (keep_scale, *extra_keep_scales):
         if s is not None and not 0.0 < s <= 1.0:
-            raise ValueError(f'keep scale must be in (0, 1], got {s}')
+            raise UserInputError(f'keep scale must be in (0, 1], got {s}')
     model = model.cpu().eval()
     cfg = model.cfg
     primary = 1.0 if keep_scale is None else float(keep_scale)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 
+from ..errors import UserInputError
 from .config import preset
 from .flops import layer_flops
 from .transformer import MultiModalTransformer
@@ -26,7 +27,7 @@ def gamma_from_budget(preset_name: str, budget_gflops: float) -> dict:
     """gamma' for a budget of ``budget_gflops`` per window (transformer FLOPs, head excluded)."""
     full = _transformer_gflops(MultiModalTransformer(preset(preset_name, method='mha')), 1.0)
     if budget_gflops <= 0:
-        raise ValueError(f'the FLOPs budget must be positive, got {budget_gflops}')
+        raise UserInputError(f'the FLOPs budget must be positive, got {budget_gflops}')
     routed = MultiModalTransformer(preset(preset_name, method='routed'))
     lo, hi = 0.0, 1.0
     for _ in range(40):

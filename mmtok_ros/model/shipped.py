@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..errors import InputFileNotFoundError, UserInputError
+
 SHIPPED_MODELS = {'routed': 'handover_rsu_cpu_g40.pt', 'mha': 'handover_rsu_cpu_mha.pt'}
 SHIPPED_MODEL = SHIPPED_MODELS['routed']     # the node's default
 
@@ -18,7 +20,7 @@ def shipped_model_path(method: str = 'routed') -> Path:
     try:
         name = SHIPPED_MODELS[method]
     except KeyError:
-        raise ValueError(f'no shipped model for method {method!r}; have '
+        raise UserInputError(f'no shipped model for method {method!r}; have '
                          f'{sorted(SHIPPED_MODELS)}') from None
     try:
         from ament_index_python.packages import (PackageNotFoundError,
@@ -45,7 +47,7 @@ def choose_model_file(explicit: str | Path | None, method: str) -> Path | None:
     if explicit:
         path = Path(explicit)
         if not path.is_file():
-            raise FileNotFoundError(f'model file not found: {path}')
+            raise InputFileNotFoundError(f'model file not found: {path}')
         return path
     shipped = shipped_model_path(method)
     return shipped if shipped.is_file() else None

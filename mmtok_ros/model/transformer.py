@@ -144,6 +144,7 @@ class RoutedLayer(nn.Module):
         self.kept = tuple(kept)
         self.tokens_per_frame = int(tokens_per_frame)
         self._kept_cache: dict = {}
+        self._k_cache: tuple | None = None          # ((N, override, r_l version), K)
 
     def ratio(self) -> torch.Tensor:
         if self.keep_override is not None:
@@ -151,7 +152,19 @@ class RoutedLayer(nn.Module):
         return self.keep_ratio.clamp(self.min_keep_ratio, 1.0)
 
     def tokens_processed(self, n_tokens: int) -> int:
-        return routing.keep_count(n_tokens, float(self.ratio().detach()))
+        """K = round(N r_l) at inference, read from r_l once and kept.
+
+        r_l lives on the model's device, so reading it is a device-to-host copy: on a GPU a
+        sync per layer per window, which also makes CUDA-graph capture fail. K is recomputed
+        only when N, the override or r_l changes (every in-place change of r_l, an optimizer
+        step, ``load_state_dict`` or ``fill_``, bumps its version counter).
+        """
+        if torch.compiler.is_compiling():     # dynamo cannot trace the version counter
+            return routing.keep_count(n_tokens, float(self.ratio().detach()))
+        key = (n_tokens, self.keep_override, self.keep_ratio._version)
+        if self._k_cache is None or self._k_cache[0] != key:
+            self._k_cache = (key, routing.keep_count(n_tokens, float(self.ratio().detach())))
+        return self._k_cache[1]
 
     def kept_indices(self, n_tokens: int, device) -> torch.Tensor | None:
         """Indices of the always-processed tokens in a sequence of ``n_tokens`` (CLS + frames)."""

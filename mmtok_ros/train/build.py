@@ -12,6 +12,7 @@ from tqdm import tqdm
 
 from ..data.bag import read_bag_messages
 from ..data.stream import StreamConfig, iter_windows_from_messages
+from ..errors import InputFileNotFoundError
 from ..model import ModelConfig
 from .dataset import WindowDataset
 
@@ -25,10 +26,10 @@ def scenario_dirs(data_dir: str | Path) -> list[Path]:
     """Every rosbag2 directory (one with ``metadata.yaml``) directly under ``data_dir``."""
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
-        raise FileNotFoundError(f'data directory not found: {data_dir}')
+        raise InputFileNotFoundError(f'data directory not found: {data_dir}')
     bags = sorted(p for p in data_dir.iterdir() if (p / 'metadata.yaml').is_file())
     if not bags:
-        raise FileNotFoundError(f'no rosbag2 bags (directories with metadata.yaml) in {data_dir}; '
+        raise InputFileNotFoundError(f'no rosbag2 bags (directories with metadata.yaml) in {data_dir}; '
                                 'create some with `mmtok simulate --out DIR`')
     return bags
 

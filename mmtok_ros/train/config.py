@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 
+from ..errors import UserInputError
+
 
 def _opt(default, flag: str, help: str, **extra):
     return field(default=default, metadata={'flag': flag, 'help': help, **extra})
@@ -82,13 +84,13 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if not 0.0 < self.steady_fraction <= 1.0:
-            raise ValueError(f'steady_fraction must be in (0, 1], got {self.steady_fraction}')
+            raise UserInputError(f'steady_fraction must be in (0, 1], got {self.steady_fraction}')
         if not 0.0 <= self.modality_dropout < 1.0:
-            raise ValueError(f'modality_dropout must be in [0, 1), got {self.modality_dropout}')
+            raise UserInputError(f'modality_dropout must be in [0, 1), got {self.modality_dropout}')
         if self.keep_ratio_lr <= 0:
-            raise ValueError(f'keep_ratio_lr must be positive, got {self.keep_ratio_lr}')
+            raise UserInputError(f'keep_ratio_lr must be positive, got {self.keep_ratio_lr}')
         if not 0.0 <= self.keep_ratio_hold_fraction < 1.0:
-            raise ValueError('keep_ratio_hold_fraction must be in [0, 1), got '
+            raise UserInputError('keep_ratio_hold_fraction must be in [0, 1), got '
                              f'{self.keep_ratio_hold_fraction}')
 
 

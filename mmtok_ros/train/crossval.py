@@ -10,11 +10,13 @@ from pathlib import Path
 import numpy as np
 
 from ..constants import DEFAULT_DECISION_THRESHOLD, FRAME_PERIOD_MS, ONSET_FRAMES_AHEAD
+from ..errors import UserInputError
 from ..model import ModelConfig
 from ..model.config import ROUTED_METHODS
 from .dataset import WindowDataset, group_folds
 from .run_store import RunStore, run_key, run_name
-from .trainer import TrainConfig, evaluate, rescore, train_model
+from .trainer import TrainConfig, train_model
+from .evaluation import evaluate, rescore
 
 
 def scenario_kinds(data_dir: str | Path, names: list[str]) -> list[str]:
@@ -32,7 +34,7 @@ def scenario_kinds(data_dir: str | Path, names: list[str]) -> list[str]:
             kinds[name] = json.loads(truth.read_text())['kind']
     missing = [n for n in names if n not in kinds]
     if missing:
-        raise ValueError(f'no scenario kind for {missing} in {data_dir} (index.json or '
+        raise UserInputError(f'no scenario kind for {missing} in {data_dir} (index.json or '
                          '<bag>.truth.json from mmtok simulate): cannot split by kind')
     return [kinds[n] for n in names]
 
@@ -43,7 +45,7 @@ def kind_folds(groups: np.ndarray, group_kinds: list[str], n_folds: int
     round-robin in order of first appearance). ``group_kinds[g]``: kind of group g."""
     kinds = list(dict.fromkeys(group_kinds[g] for g in np.unique(groups)))
     if n_folds < 2 or n_folds > len(kinds):
-        raise ValueError(f'{n_folds} folds by kind need 2..{len(kinds)} kinds')
+        raise UserInputError(f'{n_folds} folds by kind need 2..{len(kinds)} kinds')
     fold_of = {k: i % n_folds for i, k in enumerate(kinds)}
     fold = np.array([fold_of[group_kinds[g]] for g in groups])
     return [(np.flatnonzero(fold != k), np.flatnonzero(fold == k)) for k in range(n_folds)]

@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..errors import InputFileNotFoundError, UserInputError
+
 
 @dataclass
 class WindowDataset:
@@ -101,7 +103,7 @@ class WindowDataset:
     def load(cls, path: str | os.PathLike) -> 'WindowDataset':
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f'dataset file not found: {path}')
+            raise InputFileNotFoundError(f'dataset file not found: {path}')
         with np.load(path, allow_pickle=False) as z:
             modalities = tuple(str(m) for m in z['modalities'])
             return cls(modalities, {m: z[f'frames_{m}'] for m in modalities}, z['present'],
@@ -128,7 +130,7 @@ def group_folds(groups: np.ndarray, n_folds: int) -> list[tuple[np.ndarray, np.n
     """
     scenarios = np.unique(groups)
     if n_folds < 2 or n_folds > len(scenarios):
-        raise ValueError(f'{n_folds} folds need 2..{len(scenarios)} scenarios')
+        raise UserInputError(f'{n_folds} folds need 2..{len(scenarios)} scenarios')
     fold_of = {s: i % n_folds for i, s in enumerate(scenarios)}
     fold = np.array([fold_of[g] for g in groups])
     return [(np.flatnonzero(fold != k), np.flatnonzero(fold == k)) for k in range(n_folds)]

@@ -37,6 +37,8 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 
+from ..errors import UserInputError
+
 
 @dataclass(frozen=True)
 class Context:
@@ -61,7 +63,7 @@ def _env_int(name: str, default: int) -> int:
     try:
         return int(value) if value else default
     except ValueError:
-        raise ValueError(f'{name}={value!r} is not an integer (set by torchrun)') from None
+        raise UserInputError(f'{name}={value!r} is not an integer (set by torchrun)') from None
 
 
 def launched_world_size() -> int:
@@ -94,16 +96,16 @@ def setup(device: torch.device) -> tuple[Context, torch.device]:
     local_rank = _env_int('LOCAL_RANK', 0)
     if device.type == 'cuda':
         if local_rank >= torch.cuda.device_count():
-            raise ValueError(f'LOCAL_RANK {local_rank} but only {torch.cuda.device_count()} '
+            raise UserInputError(f'LOCAL_RANK {local_rank} but only {torch.cuda.device_count()} '
                              'CUDA device(s) visible: --nproc_per_node must not exceed the GPUs')
         device = torch.device('cuda', local_rank)
         torch.cuda.set_device(device)
     if not dist.is_initialized():
         if not dist.is_available():
-            raise ValueError('WORLD_SIZE > 1 but this torch build has no torch.distributed')
+            raise UserInputError('WORLD_SIZE > 1 but this torch build has no torch.distributed')
         missing = [v for v in ('RANK', 'MASTER_ADDR', 'MASTER_PORT') if v not in os.environ]
         if missing:
-            raise ValueError(f'WORLD_SIZE={world} but {missing} unset: start the job with '
+            raise UserInputError(f'WORLD_SIZE={world} but {missing} unset: start the job with '
                              'torchrun (python -m torch.distributed.run)')
         backend = 'nccl' if device.type == 'cuda' else 'gloo'
         kwargs = {'device_id': device} if device.type == 'cuda' else {}
@@ -111,7 +113,7 @@ def setup(device: torch.device) -> tuple[Context, torch.device]:
         atexit.register(_shutdown)
     ctx = current()
     if ctx.backend == 'nccl' and device.type != 'cuda':
-        raise ValueError('the process group uses nccl but training runs on the CPU')
+        raise UserInputError('the process group uses nccl but training runs on the CPU')
     return ctx, device
 
 

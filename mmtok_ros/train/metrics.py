@@ -35,6 +35,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..constants import DEFAULT_DECISION_THRESHOLD, FRAME_PERIOD_MS, ONSET_FRAMES_AHEAD
+from ..errors import UserInputError
 
 DEFAULT_MAX_FALSE_ALARMS_PER_MIN = 1.0
 FALSE_ALARM_DEFINITIONS = ('proactive', 'legacy')
@@ -66,7 +67,7 @@ def horizon_labels(labels: np.ndarray, groups: np.ndarray, horizon: int) -> np.n
     window t is positive when any of the windows t ... t+H-1 of its scenario is (H = 1: the
     labels themselves). Near a scenario's end the horizon is cut at its last window."""
     if horizon < 1:
-        raise ValueError(f'the label horizon must be >= 1 frame, got {horizon}')
+        raise UserInputError(f'the label horizon must be >= 1 frame, got {horizon}')
     labels = np.asarray(labels, np.float32)
     out = labels.copy()
     for shift in range(1, horizon):
@@ -125,7 +126,7 @@ def false_alarms(alarm: np.ndarray, labels: np.ndarray, groups: np.ndarray, *,
     if definition == 'legacy':
         return _legacy_false_alarms(alarm, labels, groups)
     if definition != 'proactive':
-        raise ValueError(f'unknown false-alarm definition {definition!r}; choose from '
+        raise UserInputError(f'unknown false-alarm definition {definition!r}; choose from '
                          f'{FALSE_ALARM_DEFINITIONS}')
     starts = _starts(groups)
     blocked_now = persistence_alarm(labels, groups)
