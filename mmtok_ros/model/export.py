@@ -9,23 +9,24 @@ K is fixed at export time (Top-K in ONNX and TensorRT takes a constant k, and ``
 not export): K_l = round(N r_l) from the learned keep ratios, or round(N clamp(s r_l)) for a
 keep scale s, exactly the K ``set_keep_override(s)`` gives the torch model. Top-K, gather and
 scatter become the ONNX operators TopK, GatherElements and ScatterElements (reduction add);
-the CLS token is forced into every Top-K as in ``routing.top_k_indices``. The batch dimension
-is dynamic; T and N are the model's.
+the CLS token is forced into every Top-K as in ``routing.top_k_indices``. The batch is
+dynamic; T and N are the model's.
 
 Every export is checked: the graphs run under onnxruntime on random windows (some modalities
 absent) and must match PyTorch within ``tolerance``, or the files are removed and
 :class:`ExportError` says by how much. A layer kind without an exact ONNX form (ToMe's
 merging) fails before anything is written.
 
-The exporter is torch's TorchScript one (``dynamo=False``): it needs no package beyond torch
-(the dynamo exporter needs ``onnxscript`` and its dependencies) and traces this model's
-inference path, whose only data-dependent parts (the Top-K indices) are ONNX operators.
+The exporter is torch's TorchScript one (``dynamo=False``): it needs nothing beyond torch
+(the dynamo exporter needs ``onnxscript``), and the only data-dependent parts of the traced
+inference path, the Top-K indices, are ONNX operators.
 """
 from __future__ import annotations
 
 import json
 import os
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,9 +34,9 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ..errors import MmtokError, UserInputError
-from . import routing
-from .transformer import FullLayer, MultiModalTransformer, RoutedLayer
+from ..errors import UserInputError
+from .export_graphs import EncoderGraph, ExportError, TokenizerGraph
+from .transformer import MultiModalTransformer, RoutedLayer
 
 FORMAT = 'mmtok_ros.onnx/1'
 OPSET = 18
@@ -43,81 +44,31 @@ TOLERANCE = 1e-4
 META_PREFIX = 'mmtok.'
 
 
-class ExportError(MmtokError, RuntimeError):
-    """The model cannot be exported exactly, or the exported graph does not match PyTorch."""
-
-
-# --- the two graphs ----------------------------------------------------------------------
-
-class TokenizerGraph(nn.Module):
-    """(F, ...) per modality + present (F, M) bool -> (F, n, d): frames tokenized one by one."""
-
-    def __init__(self, model: MultiModalTransformer):
-        super().__init__()
-        self.frame_tokenizer = model.frame_tokenizer
-        self.modalities = tuple(model.cfg.modalities)
-
-    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
-        *frames, present = inputs
-        return self.frame_tokenizer(dict(zip(self.modalities, frames)), present)
-
-
-class EncoderGraph(nn.Module):
-    """(B, T, n, d) frame tokens -> (B, n_classes) logits with a constant K per routed layer.
-
-    The same steps as ``MultiModalTransformer.encode`` in eval mode, with K_l given as Python
-    ints (so the traced TopK gets a constant k) instead of computed from r_l inside forward.
-    """
-
-    def __init__(self, model: MultiModalTransformer, keep_counts: list[int]):
-        super().__init__()
-        self.model = model
-        for layer in model.layers:
-            if not isinstance(layer, (FullLayer, RoutedLayer)):
-                raise ExportError(
-                    f'cannot export method {model.cfg.method!r}: layer {type(layer).__name__} '
-                    'has no exact ONNX form (ToMe merging sorts similarities with argsort and '
-                    'changes the token count per input); export routed, mha, mod or ablation1-3')
-        self.keep_counts = [int(k) for k in keep_counts]
-
-    def forward(self, frame_tokens: torch.Tensor) -> torch.Tensor:
-        m = self.model
-        B, T, n, d = frame_tokens.shape
-        x = frame_tokens + m.temporal.weight[:T, None, :]                   # (B, T, n, d)
-        x = torch.cat([m.cls.expand(B, 1, d).to(x.dtype), x.reshape(B, T * n, d)], dim=1)
-        for layer, k in zip(m.layers, self.keep_counts):
-            if isinstance(layer, RoutedLayer):                               # Eq. 16-17, fixed K
-                scores = layer.router(x)                                     # (B, N) fp32
-                idx = layer.select(scores, k)                        # (B, K), CLS (+kept) first
-                x = routing.route(x, scores, idx, layer.block.residual_branch)  # (B, N, d)
-            else:
-                x, _ = layer(x)
-        return m.readout(x)                                                  # (B, n_classes)
-
-
 # --- K per layer ---------------------------------------------------------------------------
 
-def fixed_keep_counts(model: MultiModalTransformer, keep_scale: float | None = None) -> list[int]:
-    """Tokens entering attention in each layer at inference: K_l = round(N r_l), or with a
-    keep scale s the K of ``set_keep_override(s)``. The model's own override is restored."""
+@contextmanager
+def _keep_scale(model: MultiModalTransformer, keep_scale: float | None):
+    """The model runs with ``set_keep_override(keep_scale)``; its own override is restored."""
     saved = [layer.keep_override for layer in model.routed_layers()]
     try:
         model.set_keep_override(keep_scale)
-        return [int(k) for k in model.tokens_per_layer()]
+        yield model
     finally:
         for layer, value in zip(model.routed_layers(), saved):
             layer.keep_override = value
+
+
+def fixed_keep_counts(model: MultiModalTransformer, keep_scale: float | None = None) -> list[int]:
+    """Tokens entering attention in each layer at inference: K_l = round(N r_l), or with a
+    keep scale s the K of ``set_keep_override(s)``."""
+    with _keep_scale(model, keep_scale):
+        return [int(k) for k in model.tokens_per_layer()]
 
 
 def _reference_logits(model: MultiModalTransformer, frame_tokens: torch.Tensor,
                       keep_scale: float | None) -> torch.Tensor:
-    saved = [layer.keep_override for layer in model.routed_layers()]
-    try:
-        model.set_keep_override(keep_scale)
+    with _keep_scale(model, keep_scale):
         return model.encode(frame_tokens)
-    finally:
-        for layer, value in zip(model.routed_layers(), saved):
-            layer.keep_override = value
 
 
 # --- file names and metadata --------------------------------------------------------------
