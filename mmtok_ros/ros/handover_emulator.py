@@ -5,12 +5,15 @@ handover executes when the decision is known, so a late inference hands over lat
 RSUs' measured RSSI; at shutdown, or ``exit_after_idle_s`` after the RSSI stops, it hands them
 to the emulation core (``mmtok_ros.runtime.emulation``, the testbed preset: ``home_rsu`` is a
 fixed home) and writes ``<stem>.png``, ``<stem>.csv`` and ``summary.json`` to ``out_dir``
-(``mmtok_ros.reports.emulation``). Run it with ``use_sim_time`` while a bag plays so trigger
-times are bag times.
+(``mmtok_ros.reports.emulation``); ``out_dir`` is created and checked writable at start-up
+(a probe file, removed again): one that cannot be written is one FATAL line and exit status
+1 before anything is received, not an error after the whole replay. Run it with
+``use_sim_time`` while a bag plays so trigger times are bag times.
 """
 from __future__ import annotations
 
 import math
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -50,6 +53,7 @@ class HandoverEmulatorNode(Node):
                 raise StartupError(f'cannot start: truth sidecar {p.truth_path}: {err}') from None
         # relative to the working directory at start (ros2 launch: where it ran), once
         self.out_dir = Path(p.out_dir).expanduser().resolve()
+        check_writable(self.out_dir)
         self._lock = threading.Lock()
         self.triggers: list[dict] = []
         self.samples: dict[str, list[tuple[int, float]]] = {p.home_rsu: [], p.target_rsu: []}
@@ -142,6 +146,23 @@ class HandoverEmulatorNode(Node):
                 self.get_logger().error(f'could not write the emulation: '
                                         f'{type(err).__name__}: {err}')
         super().destroy_node()
+
+
+def check_writable(out_dir: Path) -> None:
+    """Create ``out_dir`` if missing and write (and remove) a probe file there, so an
+    unwritable ``out_dir`` is refused at start-up, not found after the whole replay."""
+    try:
+        if out_dir.exists() and not out_dir.is_dir():
+            raise NotADirectoryError(20, 'exists and is not a directory')
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out_dir, prefix='.write_probe_'):
+            pass
+    except OSError as err:
+        reason = err.strerror or type(err).__name__
+        where = f' ({err.filename})' if err.filename and str(err.filename) != str(out_dir) \
+            else ''
+        raise StartupError(f'cannot start: out_dir {out_dir} cannot be written: '
+                           f'{reason}{where}') from None
 
 
 def main(args: list[str] | None = None) -> int:
