@@ -204,3 +204,63 @@ def test_no_proactive_handover_within_the_dwell_of_an_arrival_but_the_floor_acts
     see(later, 3, {'rsu1': (0.1, -41.0)})
     e = later.update(T0 + 3 * P, 0.95, serving_rssi_dbm=-40.0)      # after the dwell: proactive
     assert (e.target_rsu, e.reason) == ('rsu1', 'predicted_blockage')
+
+
+# ---------------------------------------------------------------- dead neighbours
+def configured(neighbours=('rsu2', 'rsu3'), target='rsu2', **cfg) -> HandoverDecision:
+    return HandoverDecision('rsu1', target, HysteresisConfig(**cfg), neighbours=neighbours)
+
+
+def test_with_neighbours_configured_a_stale_one_is_never_a_target():
+    d = configured(neighbour_stale_ns=2 * P)
+    see(d, 0, {'rsu3': (0.0, -38.0)})                   # the best link, but it died after k=0
+    see(d, 3, {'rsu2': (0.1, -45.0)})
+    e = d.update(T0 + 3 * P, 0.0, serving_rssi_dbm=LOW_DBM)
+    assert (e.target_rsu, e.reason) == ('rsu2', 'measured_below_threshold')
+    assert d.live_neighbours() == ['rsu2'] and d.no_live_target is None
+
+
+def test_with_neighbours_configured_and_none_live_no_trigger_at_all():
+    d = configured(neighbour_stale_ns=2 * P)
+    see(d, 0, {'rsu2': (0.1, -45.0), 'rsu3': (0.1, -42.0)})
+    assert d.update(T0, 0.0, serving_rssi_dbm=CLEAR_DBM) is None
+    assert d.live_neighbours() == ['rsu2', 'rsu3']
+    # both neighbours' nodes die: their states go stale; the floor wants to hand over
+    for k in range(3, 8):
+        assert d.update(T0 + k * P, 0.0, serving_rssi_dbm=LOW_DBM) is None
+        assert d.no_live_target == 'measured_below_threshold'
+    assert d.live_neighbours() == [] and d.serving_rsu == 'rsu1' and d.handovers == 0
+    assert d.no_live_windows == 5 and d.no_target == 5
+    # a prediction wants it too (no dwell since it never left): still nobody
+    assert d.update(T0 + 8 * P, 0.9, serving_rssi_dbm=CLEAR_DBM) is None
+    assert d.no_live_target == 'predicted_blockage' and d.no_live_windows == 6
+    # nothing wanted: no flag (the runtime's WARN is about windows that want a handover)
+    assert d.update(T0 + 9 * P, 0.0, serving_rssi_dbm=CLEAR_DBM) is None
+    assert d.no_live_target is None and d.no_live_windows == 6
+
+
+def test_a_restarted_neighbour_is_eligible_at_its_first_fresh_status():
+    d = configured(neighbour_stale_ns=2 * P)
+    see(d, 0, {'rsu2': (0.1, -45.0)})
+    for k in range(4, 7):
+        assert d.update(T0 + k * P, 0.0, serving_rssi_dbm=LOW_DBM) is None
+    see(d, 7, {'rsu2': (0.9, -44.0)})             # back: its first status after the restart
+    assert d.live_neighbours() == ['rsu2']
+    e = d.update(T0 + 7 * P, 0.0, serving_rssi_dbm=LOW_DBM)
+    assert (e.target_rsu, e.reason) == ('rsu2', 'measured_below_threshold')
+    assert d.no_live_target is None and d.no_live_windows == 3
+
+
+def test_never_heard_neighbours_are_not_live_and_target_rsu_is_not_taken_blindly():
+    d = configured(neighbours=('rsu2',), target='rsu2')
+    assert d.update(T0, 0.9, serving_rssi_dbm=LOW_DBM) is None
+    assert d.no_live_target == 'measured_below_threshold' and d.live_neighbours() == []
+    # without neighbours (the testbed): target_rsu blindly, as before, and never the flag
+    d = decision(target='rsu2')
+    assert d.update(T0, 0.9, serving_rssi_dbm=LOW_DBM).target_rsu == 'rsu2'
+    assert d.no_live_target is None and d.configured == ()
+
+
+def test_neighbours_must_not_list_the_home_rsu():
+    with pytest.raises(ValueError, match=r"lists this RSU \(rsu1\) itself"):
+        configured(neighbours=('rsu2', 'rsu1'))

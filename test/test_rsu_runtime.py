@@ -313,3 +313,56 @@ def test_a_tiny_model_on_windows_of_a_real_stream():
     s = rt.stats()
     assert s['windows_published'] == len(published) and s['inference_errors'] == 0
     assert not math.isnan(s['latency_p50_ms'])
+
+
+# ---------------------------------------------------------------- dead neighbours
+def with_neighbours(**kw):
+    rt, log, clock = make(**kw)
+    rt.decision = HandoverDecision('rsu1', 'rsu2', HysteresisConfig(neighbour_stale_ns=2 * P_NS),
+                                   neighbours=('rsu2', 'rsu3'))
+    return rt, log, clock
+
+
+def test_no_live_neighbour_warns_once_reports_and_re_arms_when_one_is_back():
+    rt, log, _ = with_neighbours()
+    rt.observe_neighbour('rsu2', P_NS, 0.1, -42.0)
+    run(rt, [frames([1])])                                   # clear: nothing wanted
+    s = rt.stats()
+    assert (s['neighbours/configured'], s['neighbours/live'], s['neighbours/stale']) == \
+        ('rsu2,rsu3', 'rsu2', 'rsu3')
+    assert s['handover/no_live_target'] == '' and s['handover/no_live_target_windows'] == 0
+    # rsu2's node is killed: its state goes stale; the own link is measured below S_th
+    published = run(rt, [frames([k], rssi=-60.0) for k in range(4, 10)])
+    assert all(o.handover is None and o.serving_rsu == 'rsu1' for o in published)
+    assert log.count('warning', 'but no neighbour is live') == 1          # once, not 6 times
+    assert log.count('warning', 'measured_below_threshold') == 1
+    s = rt.stats()
+    assert (s['neighbours/live'], s['neighbours/stale']) == ('', 'rsu2,rsu3')
+    assert s['handover/no_live_target'] == 'measured_below_threshold'
+    assert s['handover/no_live_target_windows'] == 6
+    # rsu2 restarted: its first status makes it the target at the next window
+    rt.observe_neighbour('rsu2', 10 * P_NS, 0.2, -41.0)
+    [out] = run(rt, [frames([10], rssi=-60.0)])
+    assert out.handover.target_rsu == 'rsu2'
+    assert log.count('info', 'neighbour(s) live again: rsu2') == 1
+    assert rt.stats()['handover/no_live_target'] == ''
+    # the vehicle is at rsu2 now: the home link wants no handover, so no WARN
+    run(rt, [frames([k], rssi=-60.0) for k in range(20, 24)])
+    assert log.count('warning', 'but no neighbour is live') == 1
+
+
+def test_without_neighbours_there_is_nothing_to_report():
+    rt, log, _ = make(lambda stamp: 0.9)
+    run(rt, [frames([1])])
+    assert not any(k.startswith(('neighbours/', 'handover/')) for k in rt.stats())
+    assert log.count('warning', 'no neighbour is live') == 0
+
+
+def test_a_faulty_neighbour_status_is_counted_and_warned_once_never_raised():
+    rt, log, _ = with_neighbours()
+    rt.observe_neighbour('rsu2', P_NS, 1.5, -42.0)          # p_blocked outside [0, 1]
+    rt.observe_neighbour('rsu1', P_NS, 0.1, -42.0)          # the home RSU's own id
+    rt.observe_neighbour('rsu9', P_NS, 0.1, -42.0)          # not a configured neighbour
+    assert rt.stats()['rejected_neighbour_status'] == 3
+    assert log.count('warning', 'neighbour link status left out') == 1
+    assert rt.decision.neighbours == {}

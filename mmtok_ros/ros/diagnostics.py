@@ -55,13 +55,19 @@ def status_array(*, name: str, hardware_id: str, level: int, message: str,
 
 
 def health(*, silent: list[str], miss_streak: int, warn_after: int, deadline_ms: float,
-           inference_errors: int) -> tuple[int, str]:
-    """(``DiagnosticStatus`` level, message) of the inference node."""
+           inference_errors: int, values: dict[str, Any] | None = None) -> tuple[int, str]:
+    """(``DiagnosticStatus`` level, message) of the inference node; ``values``: its key-values
+    (``handover/no_live_target`` set: a handover is wanted and no neighbour is live, WARN)."""
     from diagnostic_msgs.msg import DiagnosticStatus
     level, problems = DiagnosticStatus.OK, []
     if silent:
         level = DiagnosticStatus.WARN
         problems.append('silent: ' + ', '.join(silent))
+    wanted = (values or {}).get('handover/no_live_target')
+    if wanted:
+        level = DiagnosticStatus.WARN
+        problems.append(f'handover wanted ({wanted}) but no neighbour live (stale: '
+                        f'{values.get("neighbours/stale", "")}); no trigger sent')
     if miss_streak >= warn_after:
         level = DiagnosticStatus.WARN
         problems.append(f'{miss_streak} consecutive deadline misses (threshold {warn_after}, '

@@ -69,15 +69,13 @@ class RsuNode(Node):
         if len(self.roles) != 2 + len(p.rssi_topics):
             raise StartupError(f'cannot start: input topics must be distinct, got '
                                f'{[p.image_topic, p.lidar_topic, *p.rssi_topics]}')
-        try:
+        self.neighbours = neighbour_ids(p)
+        try:    # only a live neighbour is a target; none configured: target_rsu (testbed)
             self.stream = WindowStream(self.cfg, self.roles, stream_config(p))
-            decision = HandoverDecision(p.rsu_id, p.target_rsu, hysteresis_config(p))
+            decision = HandoverDecision(p.rsu_id, p.target_rsu, hysteresis_config(p),
+                                        neighbours=self.neighbours)
         except ValueError as err:
             raise StartupError(f'cannot start: {err}') from None
-        self.neighbours = neighbour_ids(p)
-        if p.rsu_id in self.neighbours:
-            raise StartupError(f'cannot start: neighbours={p.neighbours!r} lists this RSU '
-                               f'({p.rsu_id}) itself')
         self.runtime = RsuRuntime(predictor, self.stream, decision,
                                   model_threshold=model_threshold, config=runtime_config(p),
                                   log=self.get_logger())
@@ -222,7 +220,7 @@ class RsuNode(Node):
         values['silent_topics'] = ','.join(silent)
         level, message = health(silent=silent, miss_streak=self.runtime.misses.streak,
                                 warn_after=self.p.deadline_warn_after,
-                                deadline_ms=self.p.deadline_ms,
+                                deadline_ms=self.p.deadline_ms, values=values,
                                 inference_errors=self.runtime.counters['inference_errors'])
         self.pub_diag.publish(status_array(
             name=f'{self.get_name()}: inference', hardware_id=self.p.rsu_id, level=level,

@@ -30,9 +30,17 @@ without a measurement ranks after those with one), then lowest ``p_blocked``, th
 The floor (a link *measured* below S_th) follows the measurements as the reactive policy
 does: the fresh neighbour with the best measured RSSI at or above S_th, whatever the
 neighbours' models say, then an eligible one. With no fresh neighbour state at all (none
-observed yet, or all stale), the configured ``target_rsu`` is taken blindly, as the two-RSU
-design always did; with fresh states that all say blocked, nobody is handed the vehicle and
-``no_target`` counts the window.
+observed yet, or all stale) and no ``neighbours`` configured, the configured ``target_rsu``
+is taken blindly, as the two-RSU design always did; with fresh states that all say blocked,
+nobody is handed the vehicle and ``no_target`` counts the window.
+
+Dead neighbours: with ``neighbours`` configured, only a neighbour whose state is fresh (*live*)
+is ever a target; ``target_rsu`` is never taken blindly. A neighbour whose node died stops
+sending its state and goes stale after ``neighbour_stale_ns``; its first fresh state after a
+restart makes it eligible again at the next window. When a rule fires and no configured
+neighbour is live, nothing is triggered: ``no_live_target`` names the rule (for the window
+just decided; None otherwise) and ``no_live_windows`` counts such windows, so the runtime can
+warn once and report it.
 
 Time is the data time (window newest stamp, integer ns); a stamp that goes back clears the
 streaks (looped bag) but keeps the serving RSU and the neighbour states.
@@ -41,6 +49,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Iterable
 
 from ..constants import S_TH_DBM
 from ..data.errors import DataError
@@ -127,15 +136,24 @@ class HandoverDecision:
 
     def __init__(self, home_rsu: str, target_rsu: str | None = None,
                  config: HysteresisConfig = HysteresisConfig(), *,
-                 arrived_ns: int | None = None) -> None:
+                 arrived_ns: int | None = None, neighbours: Iterable[str] = ()) -> None:
         """``arrived_ns``: when the vehicle was handed to ``home_rsu`` (a serving RSU that
-        takes over the decision after a handover); None: it has always been here."""
+        takes over the decision after a handover); None: it has always been here.
+        ``neighbours``: the configured neighbour ids (the node's ``neighbours``); when given,
+        only a live one is ever a target (see the module docstring)."""
         if home_rsu == target_rsu:
             raise UserInputError(f'home and target RSU must differ, both are {home_rsu!r}')
+        self.configured = tuple(dict.fromkeys(neighbours))
+        if home_rsu in self.configured:
+            raise UserInputError(f'neighbours={",".join(self.configured)!r} lists this RSU '
+                                 f'({home_rsu}) itself')
         self.home_rsu, self.target_rsu, self.config = home_rsu, target_rsu, config
         self.serving_rsu = home_rsu
         self.handovers = 0
         self.no_target = 0          # windows where a rule fired but no neighbour qualified
+        # the rule that fired in the last window while no configured neighbour was live
+        self.no_live_target: str | None = None
+        self.no_live_windows = 0    # windows where that happened
         self._neighbours: dict[str, NeighbourState] = {}
         self._on = self._off = self._below = 0
         self._last_stamp_ns: int | None = None
@@ -145,6 +163,17 @@ class HandoverDecision:
     @property
     def neighbours(self) -> dict[str, NeighbourState]:
         return dict(self._neighbours)
+
+    def live_neighbours(self, stamp_ns: int | None = None) -> list[str]:
+        """Ids of the neighbours whose state is fresh at ``stamp_ns`` (default: the last
+        window's stamp, else the newest neighbour state), sorted."""
+        if stamp_ns is None:
+            stamp_ns = self._last_stamp_ns
+        if stamp_ns is None:
+            if not self._neighbours:
+                return []
+            stamp_ns = max(s.stamp_ns for s in self._neighbours.values())
+        return sorted(self._fresh(stamp_ns))
 
     def reset_counters(self) -> None:
         """Forget the streaks (time jumped back); the serving RSU stays as it is."""
@@ -171,6 +200,7 @@ class HandoverDecision:
         if self._last_stamp_ns is not None and stamp_ns <= self._last_stamp_ns:
             self.reset_counters()
         self._last_stamp_ns = stamp_ns
+        self.no_live_target = None
         rssi = _finite(serving_rssi_dbm)
         measured_low = rssi < cfg.s_th_dbm          # False for NaN
         self._on = self._on + 1 if p_blocked >= cfg.p_on else 0
@@ -246,9 +276,15 @@ class HandoverDecision:
                 or self._best(stamp_ns, exclude))
         if best is not None:
             return self._switch(stamp_ns, best.rsu_id, p_blocked, rssi, reason, best)
-        if not self._fresh(stamp_ns) and self.target_rsu is not None:
-            # Nothing known about any neighbour: the configured target, blindly (2-RSU case).
-            return self._switch(stamp_ns, self.target_rsu, p_blocked, rssi, reason)
+        if not self._fresh(stamp_ns):
+            if self.configured:
+                # Neighbours configured, none live (dead, or not heard yet): no trigger to a
+                # dead RSU; the runtime warns (once) and reports it.
+                self.no_live_target = reason
+                self.no_live_windows += 1
+            elif self.target_rsu is not None:
+                # Nothing known about any neighbour: the configured target, blindly (2-RSU).
+                return self._switch(stamp_ns, self.target_rsu, p_blocked, rssi, reason)
         self.no_target += 1
         return None
 

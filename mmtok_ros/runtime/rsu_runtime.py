@@ -16,7 +16,8 @@ from collections import Counter
 from dataclasses import dataclass, fields, replace
 from typing import Any, Callable, Iterable
 
-from ..constants import FRAME_PERIOD_MS
+from ..constants import FRAME_PERIOD_MS, NS_PER_MS
+from ..data.errors import DataError
 from ..data.stream import TimeJump
 from ..timing import RollingPercentiles
 from .handover import HandoverEvent
@@ -115,6 +116,8 @@ class RsuRuntime:
         self.inference_percentiles = RollingPercentiles()
         self.misses = MissStreak()
         self._decision_lock = threading.Lock()    # neighbour callbacks vs the worker
+        self._no_live_warned = False    # the WARN for "no neighbour live" is out (re-armed
+        self._bad_neighbour_warned = False   # once one is live again)
         model = predictor.model
         self.routed = bool(model.routed_layers())
         self.controller = DeadlineController(
@@ -153,9 +156,23 @@ class RsuRuntime:
 
     def observe_neighbour(self, rsu_id: str, stamp_ns: int, p_blocked: float,
                           rssi_dbm: float) -> None:
-        """A neighbour's own link state (its LinkStatus): a handover target candidate."""
-        with self._decision_lock:
-            self.decision.observe_neighbour(rsu_id, stamp_ns, p_blocked, rssi_dbm)
+        """A neighbour's own link state (its LinkStatus): a handover target candidate. A
+        state the decision refuses (the home RSU's id, p_blocked outside [0, 1]) or from an
+        RSU not in ``neighbours`` is counted (``rejected_neighbour_status``), warned about
+        once, and left out: a faulty neighbour never stops this node."""
+        configured = getattr(self.decision, 'configured', ())
+        try:
+            if configured and rsu_id not in configured:
+                raise DataError(f'rsu_id {rsu_id!r} is not one of neighbours='
+                                f'{",".join(configured)}')
+            with self._decision_lock:
+                self.decision.observe_neighbour(rsu_id, stamp_ns, p_blocked, rssi_dbm)
+        except DataError as err:
+            self.counters['rejected_neighbour_status'] += 1
+            if not self._bad_neighbour_warned:
+                self._bad_neighbour_warned = True
+                self.log.warning(f'neighbour link status left out: {err} (further ones only '
+                                 'counted as rejected_neighbour_status in /diagnostics)')
 
     def keep_scale(self) -> float:
         """The keep scale running: an exported model runs the graph nearest below the
@@ -208,6 +225,7 @@ class RsuRuntime:
         with self._decision_lock:
             event = self.decision.update(pred.newest_stamp_ns, pred.p_blocked,
                                          serving_rssi_dbm=own_rssi_dbm)
+            self._watch_neighbours()
         latency_ms = (self.clock_ns() - arrival_ns) / 1e6
         out = RsuOutput(pred, serving_rsu=self.decision.serving_rsu,
                         threshold=self.predictor.threshold, own_rssi_dbm=own_rssi_dbm,
@@ -224,6 +242,43 @@ class RsuRuntime:
         self.inference_percentiles.add(pred.inference_ms)
         self._control_deadline(latency_ms, deadline_ms)
         return out
+
+    def _watch_neighbours(self) -> None:
+        """ONE WARN when a handover is wanted and no configured neighbour is live (no trigger
+        goes to a dead RSU); re-armed, with an INFO, once a neighbour is live again."""
+        d = self.decision
+        configured = getattr(d, 'configured', ())
+        if not configured:
+            return
+        if d.no_live_target is not None and not self._no_live_warned:
+            self._no_live_warned = True
+            stale_ms = d.config.neighbour_stale_ns / NS_PER_MS
+            self.log.warning(
+                f'handover wanted ({d.no_live_target}) but no neighbour is live: none of '
+                f'{", ".join(configured)} sent a link status within {stale_ms:.0f} ms '
+                '(hysteresis.neighbour_stale_ms); no trigger sent, the vehicle stays here '
+                '(logged once until a neighbour is back; /diagnostics neighbours/live)')
+        elif self._no_live_warned and d.live_neighbours():
+            self._no_live_warned = False
+            self.log.info(f'neighbour(s) live again: {", ".join(d.live_neighbours())}; '
+                          'handover targets again')
+
+    def neighbour_stats(self) -> dict[str, Any]:
+        """The neighbours' liveness for /diagnostics (empty without ``neighbours``)."""
+        d = self.decision
+        configured = getattr(d, 'configured', ())
+        if not configured:
+            return {}
+        with self._decision_lock:
+            live = d.live_neighbours()
+            wanted = d.no_live_target
+            windows = d.no_live_windows
+        return {'neighbours/configured': ','.join(configured),
+                'neighbours/live': ','.join(r for r in configured if r in live),
+                'neighbours/stale': ','.join(r for r in configured if r not in live),
+                'handover/no_live_target': wanted or '',
+                'handover/no_live_target_windows': windows,
+                'rejected_neighbour_status': self.counters['rejected_neighbour_status']}
 
     def _control_deadline(self, latency_ms: float, deadline_ms: float) -> None:
         """Count a miss, warn on a streak, and let the controller scale the keep ratio."""
@@ -266,6 +321,7 @@ class RsuRuntime:
             out[key] = self.counters[key]
         out.update(self.stream.stats())
         out['sync_misses'] = out['sync/no_partner'] + out['sync/partial']
+        out.update(self.neighbour_stats())
         return out
 
 
