@@ -17,8 +17,8 @@ import pytest
 from mmtok_ros.data.sync import TimeJump
 from mmtok_ros.runtime.handover import HandoverDecision, HysteresisConfig
 from mmtok_ros.runtime.predictor import Prediction
-from mmtok_ros.runtime.rsu_runtime import (COUNTER_KEYS, MissStreak, RsuRuntime,
-                                           RuntimeConfig)
+from mmtok_ros.runtime.rsu_runtime import COUNTER_KEYS, RsuRuntime
+from mmtok_ros.runtime.runtime_config import MissStreak, RuntimeConfig
 
 P_NS = 300_000_000
 NAN = float('nan')

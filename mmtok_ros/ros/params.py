@@ -17,7 +17,7 @@ from ..data.stream import StreamConfig
 from ..model.config import ModelConfig
 from ..model.shipped import SHIPPED_MODEL
 from ..runtime.handover import HysteresisConfig
-from ..runtime.rsu_runtime import CONTROLLER_DEFAULTS, RUNTIME_FIELDS, RuntimeConfig
+from ..runtime.runtime_config import CONTROLLER_DEFAULTS, RUNTIME_FIELDS, RuntimeConfig
 from .param_declaration import ParamSpec, RuntimeParameters, check_value, declare
 
 # The offline dataset builder's defaults too (one definition), so a window the node builds
@@ -100,8 +100,8 @@ RSU_NODE_PARAMS: tuple[ParamSpec, ...] = (
               'blocked', -150.0, 0.0, read_only=True),
     ParamSpec('rsu_id', 'rsu1', 'this RSU (the home RSU whose link is predicted)',
               read_only=True),
-    ParamSpec('target_rsu', 'rsu2', 'RSU to hand over to while no neighbour link status is '
-              'fresh (the two-RSU testbed)', read_only=True),
+    ParamSpec('target_rsu', 'rsu2', 'RSU to hand over to when neighbours is empty and no '
+              'neighbour link status is fresh (the two-RSU testbed)', read_only=True),
     ParamSpec('neighbours', '', 'comma-separated ids of neighbour RSUs whose link status '
               '(/<id>/<link_status_topic>) this RSU hears; the handover goes to the best of them '
               '(not predicted blocked, best measured RSSI). Empty: target_rsu only',

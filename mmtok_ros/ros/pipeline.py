@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..resources import process_cpu_seconds, process_rss_mb
 from ..ros_env import local_dds_env
-from ..runtime.rsu_runtime import RuntimeConfig
+from ..runtime.runtime_config import RuntimeConfig
 from ..timing import percentile
 from .collector import OutputCollector
 from .processes import NodeProcess

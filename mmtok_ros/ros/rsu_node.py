@@ -21,7 +21,8 @@ from ..model.checkpoint import ModelFileError
 from ..model.shipped import default_model_path
 from ..runtime.frame_queue import FrameQueue
 from ..runtime.handover import HandoverDecision
-from ..runtime.rsu_runtime import RUNTIME_FIELDS, RsuOutput, RsuRuntime
+from ..runtime.rsu_runtime import RsuOutput, RsuRuntime
+from ..runtime.runtime_config import RUNTIME_FIELDS
 from .access_policy import (DIAGNOSTICS_TOPIC, neighbour_ids, neighbour_status_topic,
                             rsu_inputs)
 from .diagnostics import SilenceWatch, health, status_array

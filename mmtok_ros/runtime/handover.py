@@ -24,23 +24,18 @@ While a neighbour serves:
   or home if no neighbour qualifies and the home link is neither predicted nor measured blocked.
 
 The target of a predicted blockage is the best *eligible* neighbour: a state no older than
-``neighbour_stale_ns`` (by data time, either direction), not predicted blocked
-(``p_blocked < p_on``) and not measured below S_th; best = highest measured RSSI (a neighbour
-without a measurement ranks after those with one), then lowest ``p_blocked``, then RSU id.
-The floor (a link *measured* below S_th) follows the measurements as the reactive policy
-does: the fresh neighbour with the best measured RSSI at or above S_th, whatever the
-neighbours' models say, then an eligible one. With no fresh neighbour state at all (none
-observed yet, or all stale) and no ``neighbours`` configured, the configured ``target_rsu``
-is taken blindly, as the two-RSU design always did; with fresh states that all say blocked,
-nobody is handed the vehicle and ``no_target`` counts the window.
+``neighbour_stale_ns`` (data time, either direction), not predicted blocked and not measured
+below S_th; best = highest measured RSSI (unmeasured last), then lowest ``p_blocked``, then
+RSU id. The floor follows the measurements as the reactive policy does: the fresh neighbour
+with the best measured RSSI at or above S_th, then an eligible one. Without ``neighbours``
+configured and no fresh state, ``target_rsu`` is taken (the two-RSU testbed); with fresh
+states that all say blocked, nobody is handed the vehicle and ``no_target`` counts the window.
 
-Dead neighbours: with ``neighbours`` configured, only a neighbour whose state is fresh (*live*)
-is ever a target; ``target_rsu`` is never taken blindly. A neighbour whose node died stops
-sending its state and goes stale after ``neighbour_stale_ns``; its first fresh state after a
-restart makes it eligible again at the next window. When a rule fires and no configured
-neighbour is live, nothing is triggered: ``no_live_target`` names the rule (for the window
-just decided; None otherwise) and ``no_live_windows`` counts such windows, so the runtime can
-warn once and report it.
+Dead neighbours: with ``neighbours`` configured only a *live* (fresh) neighbour is a target;
+a dead node's state goes stale, and its first fresh state after a restart makes it eligible
+at the next window. When a rule fires and none is live, nothing is triggered:
+``no_live_target`` names the rule (for the window just decided) and ``no_live_windows`` counts
+such windows, so the runtime can warn once and report it.
 
 Time is the data time (window newest stamp, integer ns); a stamp that goes back clears the
 streaks (looped bag) but keeps the serving RSU and the neighbour states.

@@ -8,51 +8,24 @@ is skipped, and counted), so the node never falls further behind than one window
 """
 from __future__ import annotations
 
-import inspect
 import logging
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterable
 
-from ..constants import FRAME_PERIOD_MS, NS_PER_MS
+from ..constants import NS_PER_MS
 from ..data.errors import DataError
 from ..data.stream import TimeJump
 from ..timing import RollingPercentiles
 from .handover import HandoverEvent
 from .predictor import DeadlineController, Prediction
+from .runtime_config import MissStreak, RuntimeConfig
 
 # what ``stats`` reports from ``RsuRuntime.counters``, in this order
 COUNTER_KEYS = ('windows_published', 'windows_skipped', 'handovers', 'deadline_misses',
                 'keep_scale_changes', 'inference_errors', 'stale_after_time_jump')
-
-
-# the deadline controller's own defaults (min_scale, max_scale, step, patience, headroom)
-CONTROLLER_DEFAULTS = {name: param.default for name, param in
-                       inspect.signature(DeadlineController).parameters.items()
-                       if param.default is not inspect.Parameter.empty}
-
-
-@dataclass(frozen=True)
-class RuntimeConfig:
-    """The settings of one RSU's inference; field names are the node's parameter names."""
-
-    # p_blocked at or above which the next frame is reported blocked; < 0: the model file's
-    blocked_threshold: float = -1.0
-    # latency budget [ms] from the newest frame's arrival to the status publish
-    deadline_ms: float = FRAME_PERIOD_MS
-    deadline_warn_after: int = 3        # warn after this many consecutive deadline misses
-    # lowest keep-ratio scale the controller may choose
-    deadline_min_scale: float = CONTROLLER_DEFAULTS['min_scale']
-    # consecutive windows over (or under headroom x) the deadline before the scale changes
-    deadline_patience: int = CONTROLLER_DEFAULTS['patience']
-    # every routed layer keeps scale * r_l of its tokens; the controller never goes above it
-    # (0: the learned r_l, scale 1)
-    keep_ratio_scale: float = 0.0
-
-
-RUNTIME_FIELDS = frozenset(f.name for f in fields(RuntimeConfig))
 
 
 @dataclass(frozen=True)
@@ -68,25 +41,6 @@ class RsuOutput:
     deadline_ms: float
     keep_scale: float           # the keep-ratio scale the model ran with
     handover: HandoverEvent | None
-
-
-class MissStreak:
-    """Consecutive deadline misses; warn once when the streak reaches ``warn_after``."""
-
-    def __init__(self) -> None:
-        self.streak = 0
-        self._warned = False
-
-    def update(self, met: bool, warn_after: int) -> bool:
-        """Record one window; True exactly when a WARN is due."""
-        if met:
-            self.streak, self._warned = 0, False
-            return False
-        self.streak += 1
-        if self.streak >= warn_after and not self._warned:
-            self._warned = True
-            return True
-        return False
 
 
 class RsuRuntime:
@@ -325,5 +279,4 @@ class RsuRuntime:
         return out
 
 
-__all__ = ['CONTROLLER_DEFAULTS', 'COUNTER_KEYS', 'MissStreak', 'RUNTIME_FIELDS', 'RsuOutput',
-           'RsuRuntime', 'RuntimeConfig']
+__all__ = ['COUNTER_KEYS', 'RsuOutput', 'RsuRuntime']
