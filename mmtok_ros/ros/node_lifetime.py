@@ -102,13 +102,15 @@ def run_node(node_factory, args: list[str] | None = None, *, logger_name: str,
     node = executor = None
     status = 0
     try:
+        # the executor first: a Ctrl-C right after the node says it is ready must not land in
+        # the executor's constructor (a half-built executor complains when collected)
+        executor = SingleThreadedExecutor()
         try:
             node = node_factory()
         except (StartupError, ParameterException) as err:
             status = 1
             rclpy.logging.get_logger(logger_name).fatal(str(err))
         else:
-            executor = SingleThreadedExecutor(context=node.context)
             _spin(node, executor, poll_s)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
