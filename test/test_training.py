@@ -509,3 +509,51 @@ def test_keep_ratios_of_model_files_are_printed_and_plotted(tmp_path, capsys):
     mha = save_model(tmp_path / 'm.pt', MultiModalTransformer(preset('rsu-mini', method='mha')))
     assert main(['report', '--data', 'unused', '--plot-keep-ratios', str(mha),
                  '--out', str(tmp_path)]) == 2
+
+
+# --- onset weight (issue 22): the windows a proactive handover is decided on ------------------
+def test_onset_weight_marks_clear_now_blocked_soon_windows_only():
+    from mmtok_ros.train.trainer import onset_window_weights
+    #                 0  1  2  3  4  5  6 | 7  8
+    next_frame = [0, 0, 0, 1, 1, 1, 0, 0, 1]
+    groups = [0, 0, 0, 0, 0, 0, 0, 1, 1]
+    data = _labelled(next_frame, groups).with_horizon(2)
+    # H = 2: window i is blocked within 2 frames if next_frame[i] or next_frame[i + 1] is;
+    # its link is blocked now if next_frame[i - 1] is (a scenario's first window: clear).
+    # Clear now and blocked soon: 2 and 3 (before the blockage), 7 and 8 (scenario 1's first
+    # windows); 4, 5 and 6 are blocked now
+    assert data.labels.tolist() == [0, 0, 1, 1, 1, 1, 0, 1, 1]
+    weights = onset_window_weights(data, 4.0)
+    assert weights.tolist() == [1, 1, 4, 4, 1, 1, 1, 4, 4]
+    assert onset_window_weights(data, 1.0) is None
+    with pytest.raises(ValueError, match='onset_weight'):
+        from mmtok_ros.train.trainer import TrainConfig
+        TrainConfig(onset_weight=0)
+
+
+def test_batch_weights_have_mean_one_over_the_global_batch_and_slice_per_rank():
+    from mmtok_ros.train.trainer import batch_weights
+    window_weight = np.array([1, 4, 1, 1, 4, 1], np.float32)
+    rows = np.array([1, 0, 2, 3])
+    whole = batch_weights(window_weight, rows, (0, 4), 'cpu')
+    assert whole.tolist() == pytest.approx([4 / 1.75, 1 / 1.75, 1 / 1.75, 1 / 1.75])
+    assert float(whole.mean()) == pytest.approx(1.0)
+    halves = [batch_weights(window_weight, rows, b, 'cpu') for b in ((0, 2), (2, 4))]
+    assert torch.cat(halves).tolist() == pytest.approx(whole.tolist())
+    assert batch_weights(window_weight, rows, (2, 2), 'cpu') is None
+    assert batch_weights(None, rows, (0, 4), 'cpu') is None
+
+
+def test_weighted_windows_pull_the_model_towards_their_label():
+    # the same windows, one copy labelled 1 and one 0: weight 9 on the first copy pushes
+    # p towards 0.9 (1:9 odds of a weighted mean), unweighted it stays near 0.5
+    from mmtok_ros.train.trainer import task_loss
+    logit = torch.zeros(1, requires_grad=True)
+    opt = torch.optim.SGD([logit], lr=0.5)
+    labels = torch.tensor([1.0, 0.0])
+    weight = torch.tensor([9.0, 1.0]) / 5.0
+    for _ in range(300):
+        opt.zero_grad()
+        task_loss(logit.expand(2, 1), labels, None, weight).backward()
+        opt.step()
+    assert torch.sigmoid(logit).item() == pytest.approx(0.9, abs=0.01)

@@ -61,6 +61,13 @@ class TrainConfig:
         'per epoch, keep every window near a blockage onset/end and only this fraction of the '
         'steady ones (1: all windows, the paper protocol)')
     transition_radius: int = 3
+    # Onset weight (beyond the paper): the loss weight of the windows whose link is clear now
+    # and blocked within the label horizon. They are the windows a proactive handover is
+    # decided on and persistence gets wrong, a few per blockage among hundreds of steady ones.
+    onset_weight: float = _opt(
+        1.0, '--onset-weight',
+        'loss weight of the windows whose link is clear now and blocked within the label '
+        'horizon (the ones a proactive handover needs; 1: every window alike, the paper)')
     # Modality dropout (beyond the paper): each frame's modality is marked absent with this
     # probability, so the learned ``missing`` token is trained and a silent sensor degrades
     # the prediction instead of wrecking it. 0: off.
@@ -87,6 +94,8 @@ class TrainConfig:
             raise UserInputError(f'steady_fraction must be in (0, 1], got {self.steady_fraction}')
         if not 0.0 <= self.modality_dropout < 1.0:
             raise UserInputError(f'modality_dropout must be in [0, 1), got {self.modality_dropout}')
+        if self.onset_weight <= 0:
+            raise UserInputError(f'onset_weight must be positive, got {self.onset_weight}')
         if self.keep_ratio_lr <= 0:
             raise UserInputError(f'keep_ratio_lr must be positive, got {self.keep_ratio_lr}')
         if not 0.0 <= self.keep_ratio_hold_fraction < 1.0:

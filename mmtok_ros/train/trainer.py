@@ -25,14 +25,40 @@ from ..model import ModelConfig, MultiModalTransformer
 from . import distributed
 from .config import TrainConfig
 from .dataset import WindowDataset
-from .evaluation import training_window_scores
+from .evaluation import persistence_prediction, training_window_scores
 
 
-def task_loss(logits: torch.Tensor, labels: torch.Tensor, pos_weight: torch.Tensor | None):
-    """Binary cross-entropy for link status (n_classes 1), cross-entropy for beams."""
+def task_loss(logits: torch.Tensor, labels: torch.Tensor, pos_weight: torch.Tensor | None,
+              weight: torch.Tensor | None = None):
+    """Binary cross-entropy for link status (n_classes 1; ``weight``: per window, scaled by
+    the caller to a mean of 1 over the global batch), cross-entropy for beams."""
     if logits.shape[1] == 1:
-        return F.binary_cross_entropy_with_logits(logits[:, 0], labels.float(), pos_weight=pos_weight)
+        losses = F.binary_cross_entropy_with_logits(logits[:, 0], labels.float(),
+                                                    pos_weight=pos_weight, reduction='none')
+        return losses.mean() if weight is None else (losses * weight).mean()
     return F.cross_entropy(logits, labels.long())
+
+
+def onset_window_weights(data: WindowDataset, onset_weight: float) -> np.ndarray | None:
+    """(W,) loss weights: ``onset_weight`` for the windows whose link is clear now and
+    blocked within the label horizon (a proactive handover's windows), 1 elsewhere; None
+    when every window weighs 1."""
+    if onset_weight == 1.0:
+        return None
+    ahead = (data.labels == 1) & ~persistence_prediction(data)
+    return np.where(ahead, onset_weight, 1.0).astype(np.float32)
+
+
+def batch_weights(window_weight: np.ndarray | None, rows: np.ndarray, bounds: tuple[int, int],
+                  device) -> torch.Tensor | None:
+    """The loss weights of the slice ``bounds`` of the global batch ``rows``, scaled to a
+    mean of 1 over the global batch; None without window weights or for an empty slice (a
+    padding window, whose loss scale is 0)."""
+    lo, hi = bounds
+    if window_weight is None or hi <= lo:
+        return None
+    w = window_weight[rows]
+    return torch.from_numpy(w[lo:hi] * (len(rows) / w.sum())).to(device)
 
 
 _DECAYED_MODULES = (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d)
@@ -122,10 +148,13 @@ def train_model(cfg: ModelConfig, data: WindowDataset, tc: TrainConfig = TrainCo
     else:
         opt = torch.optim.AdamW(groups, lr=tc.lr)
     near = data.near_transition(tc.transition_radius) if tc.steady_fraction < 1.0 else None
+    window_weight = onset_window_weights(data, tc.onset_weight) if cfg.n_classes == 1 else None
     pos_weight = None
     if cfg.n_classes == 1 and tc.balance_classes:
         # the expected class mix of one epoch (transition focus changes it)
         weight = np.ones(len(data)) if near is None else np.where(near, 1.0, tc.steady_fraction)
+        if window_weight is not None:
+            weight = weight * window_weight
         positives, total = float(weight @ data.labels), float(weight.sum())
         if 0 < positives < total:
             pos_weight = torch.tensor((total - positives) / positives, device=device)
@@ -158,13 +187,17 @@ def train_model(cfg: ModelConfig, data: WindowDataset, tc: TrainConfig = TrainCo
                     data, rows, ctx, device, model,
                     partial(drop_modalities, p=tc.modality_dropout, generator=dropout_gen)
                     if tc.modality_dropout else None)
-                loss = (task_loss(net(batch), labels, pos_weight) * scale
+                weight = batch_weights(window_weight, rows,
+                                       distributed.shard_bounds(len(rows), ctx), device)
+                loss = (task_loss(net(batch), labels, pos_weight, weight) * scale
                         + model.keep_ratio_penalty())             # Eq. 19, penalty unscaled
             else:
                 batch, labels = data.batch(rows, device)
                 if tc.modality_dropout:
                     batch = drop_modalities(batch, tc.modality_dropout, dropout_gen)
-                loss = task_loss(model(batch), labels, pos_weight) + model.keep_ratio_penalty()
+                weight = batch_weights(window_weight, rows, (0, len(rows)), device)
+                loss = (task_loss(model(batch), labels, pos_weight, weight)
+                        + model.keep_ratio_penalty())
             opt.zero_grad(set_to_none=True)
             loss.backward()
             for j, p in enumerate(ratio_params):  # dL/dr_l through Eq. 18 and 19, unclipped
