@@ -20,10 +20,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--drop-modality', default=None, metavar='MODALITY[:P]',
                         help="extra message drops for one modality, e.g. 'image:0.2' "
                              "(image, lidar or rssi)")
-    parser.add_argument('--kinds', default='default', choices=('default', 'new', 'all'),
+    parser.add_argument('--kinds', default='default', choices=('default', 'new', 'all', 'random'),
                         help='scenario kinds: the ten of the testbed (default), eight kinds '
                              'never in it (new: other vehicles, speeds, lanes, directions, two '
-                             'blockers) or all 18 in turn')
+                             'blockers), all 18 in turn, or random: every scenario a fresh draw '
+                             'of blocker sizes, colours, shapes, speeds and lanes and of camera '
+                             'exposure (domain randomisation, for training; docs/testbed.md)')
     parser.add_argument('--no-progress', action='store_true', help='no progress bars')
     parser.add_argument('--rsus', type=int, default=2,
                         help='RSUs: 2 is the testbed; N >= 3 puts N RSUs along a road, each '

@@ -12,9 +12,14 @@ frames before it reaches the RSU 1 -> car line of sight. Optical frame: x right,
 Rendering: the static background (sky gradient, grass, asphalt with lane markings, haze) is
 ray-cast once per pixel; each frame copies it and paints the vehicle boxes far-to-near (painter's
 algorithm), each visible face a near-plane-clipped convex polygon filled by half-plane tests on
-its bounding-box pixel grid, Lambert-shaded by a fixed sun. Sensor noise (sigma 2 DN) is added.
+its bounding-box pixel grid, Lambert-shaded by a fixed sun. A vehicle made of two boxes (a
+lower cab, ``VehicleSpec.parts``) paints the part across the step from the camera first. Sensor
+noise (sigma 2 DN) is added. A drawn scenario (``--kinds random``) also jitters the exposure
+(``Photometric``: gain, offset, colour cast, its own noise sigma); the other kinds have none.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -39,6 +44,15 @@ def camera_rotation(yaw_deg: float = CAMERA_YAW_DEG, pitch_deg: float = CAMERA_P
     right = np.array([np.sin(yaw), -np.cos(yaw), 0.0])
     down = np.cross(fwd, right)
     return np.stack([right, down, fwd])
+
+
+@dataclass(frozen=True)
+class Photometric:
+    """Per-scenario exposure jitter: pixel = clean * gain * cast + offset, then N(0, sigma)."""
+    gain: float
+    offset_dn: float
+    cast_rgb: tuple[float, float, float]
+    noise_sigma_dn: float
 
 
 R_WORLD_TO_CAM = camera_rotation()
@@ -140,7 +154,14 @@ def project_world(points_world_m: np.ndarray) -> np.ndarray:
     return (np.asarray(points_world_m, float) - CAMERA_XYZ_M) @ R_WORLD_TO_CAM.T
 
 
-def render(boxes: list, rng: np.random.Generator | None = None) -> np.ndarray:
+def _paint_order(parts: list) -> list:
+    """Parts of one vehicle, adjacent along x: the one farther from the camera in x first."""
+    cam_x = CAMERA_XYZ_M[0]
+    return sorted(parts, key=lambda p: -max(p[0][0] - cam_x, cam_x - p[1][0], 0.0))
+
+
+def render(boxes: list, rng: np.random.Generator | None = None,
+           photometric: Photometric | None = None) -> np.ndarray:
     """(480, 640, 3) uint8 image of the scene with ``boxes`` = [(lo_m, hi_m, spec), ...]."""
     global _BACKGROUND
     if _BACKGROUND is None:
@@ -149,21 +170,30 @@ def render(boxes: list, rng: np.random.Generator | None = None) -> np.ndarray:
     centres = [0.5 * (lo + hi) for lo, hi, _ in boxes]
     order = np.argsort([-np.linalg.norm(c - CAMERA_XYZ_M) for c in centres], kind='stable')
     for i in order:
-        lo, hi, spec = boxes[i]
-        corners = _box_corners(lo, hi)
-        cam = project_world(corners)
-        base = np.array(spec.color_rgb, np.float32)
-        for idx, normal in _FACES:
-            n = np.array(normal)
-            face = corners[list(idx)]
-            if np.dot(n, CAMERA_XYZ_M - face.mean(0)) <= 0.0:      # back-face
-                continue
-            poly = _clip_near(cam[list(idx)])
-            if len(poly) < 3:
-                continue
-            px = (poly[:, :2] / poly[:, 2:3]) * [FX_PX, FY_PX] + [CX_PX, CY_PX]
-            shade = 0.45 + 0.55 * max(float(np.dot(n, SUN_DIR)), 0.0)
-            fill_convex_polygon(img, px.astype(np.float32), base * shade)
+        spec = boxes[i][2]
+        for lo, hi in _paint_order(spec.parts(boxes[i][0], boxes[i][1])):
+            _paint_box(img, lo, hi, np.array(spec.color_rgb, np.float32))
+    if photometric is not None:
+        img = (img * np.float32(photometric.gain) * np.asarray(photometric.cast_rgb, np.float32)
+               + np.float32(photometric.offset_dn))
+    sigma = NOISE_SIGMA_DN if photometric is None else photometric.noise_sigma_dn
     if rng is not None:
-        img += rng.normal(0.0, NOISE_SIGMA_DN, img.shape).astype(np.float32)
+        img += rng.normal(0.0, sigma, img.shape).astype(np.float32)
     return np.clip(img, 0.0, 255.0).astype(np.uint8)
+
+
+def _paint_box(img: np.ndarray, lo: np.ndarray, hi: np.ndarray, base: np.ndarray) -> None:
+    """Paint the camera-facing faces of one box, Lambert-shaded."""
+    corners = _box_corners(lo, hi)
+    cam = project_world(corners)
+    for idx, normal in _FACES:
+        n = np.array(normal)
+        face = corners[list(idx)]
+        if np.dot(n, CAMERA_XYZ_M - face.mean(0)) <= 0.0:      # back-face
+            continue
+        poly = _clip_near(cam[list(idx)])
+        if len(poly) < 3:
+            continue
+        px = (poly[:, :2] / poly[:, 2:3]) * [FX_PX, FY_PX] + [CX_PX, CY_PX]
+        shade = 0.45 + 0.55 * max(float(np.dot(n, SUN_DIR)), 0.0)
+        fill_convex_polygon(img, px.astype(np.float32), base * shade)

@@ -93,12 +93,16 @@ def elevation_pattern_loss_db(tx_xyz_m: np.ndarray, rx_xyz_m: np.ndarray) -> np.
 
 def box_blockage_loss_db(tx_xyz_m: np.ndarray, rx_xyz_m: np.ndarray,
                          box_center_xy_m: np.ndarray, box_length_m: float,
-                         box_height_m: float, wavelength_m: float = WAVELENGTH_M) -> np.ndarray:
+                         box_height_m: float, wavelength_m: float = WAVELENGTH_M,
+                         cab: tuple[float, float, int] | None = None) -> np.ndarray:
     """Diffraction loss (dB, >= 0) of a road vehicle on the tx->rx ray, vectorised over frames.
 
     The vehicle (axis-aligned box on the ground, long side along x) is reduced to a vertical
     screen in the plane y = box centre y, spanning x in [xc - L/2, xc + L/2], z in [0, H]. Its
     three free edges each give a knife-edge path; see the module docstring for the power sum.
+    ``cab`` = (length, height, +1 / -1): a lower cab at the +x / -x end makes the screen
+    stepped: where the ray meets the cab's stretch the top edge is the cab's, and a ray above
+    the cab goes round the step (the cargo's end) instead of the cab's end.
     Shapes: tx (3,) or (N, 3); rx and box_center_xy (N, 3) / (N, 2). Returns (N,).
     """
     tx = np.broadcast_to(np.asarray(tx_xyz_m, float), np.shape(rx_xyz_m))
@@ -115,11 +119,20 @@ def box_blockage_loss_db(tx_xyz_m: np.ndarray, rx_xyz_m: np.ndarray,
     p = tx + t[:, None] * ray                      # ray point in the screen plane
     d1_m, d2_m = t * d_m, (1.0 - t) * d_m
     half_l = 0.5 * box_length_m
+    top_z, plus_x, minus_x = np.full_like(t, box_height_m), c[:, 0] + half_l, c[:, 0] - half_l
+    if cab is not None:
+        cab_l, cab_h, end = cab
+        step = plus_x - cab_l if end > 0 else minus_x + cab_l
+        top_z = np.where((p[:, 0] - step) * end > 0.0, cab_h, top_z)
+        if end > 0:
+            plus_x = np.where(p[:, 2] > cab_h, step, plus_x)
+        else:
+            minus_x = np.where(p[:, 2] > cab_h, step, minus_x)
     # Edge points on the screen nearest to the ray, and the signed "into the ray" clearance.
     edges = (
-        (np.stack([p[:, 0], p[:, 1], np.full_like(t, box_height_m)], 1), box_height_m - p[:, 2]),
-        (np.stack([c[:, 0] + half_l, p[:, 1], p[:, 2]], 1), c[:, 0] + half_l - p[:, 0]),
-        (np.stack([c[:, 0] - half_l, p[:, 1], p[:, 2]], 1), p[:, 0] - (c[:, 0] - half_l)),
+        (np.stack([p[:, 0], p[:, 1], top_z], 1), top_z - p[:, 2]),
+        (np.stack([plus_x, p[:, 1], p[:, 2]], 1), plus_x - p[:, 0]),
+        (np.stack([minus_x, p[:, 1], p[:, 2]], 1), p[:, 0] - minus_x),
     )
     power_sum = np.zeros_like(t)
     for q, signed_h in edges:

@@ -72,6 +72,9 @@ def scan(boxes: list, rng: np.random.Generator) -> np.ndarray:
     gx = o[0] + t_finite * d[:, 0]
     gy = o[1] + t_finite * d[:, 1]
     refl = np.where(down, _ground_reflectivity(gx, gy), refl)
+    # a vehicle with a lower cab is two boxes (``VehicleSpec.parts``); a plain box is one
+    boxes = [(lo, hi, spec) for box_lo, box_hi, spec in boxes
+             for lo, hi in spec.parts(box_lo, box_hi)]
     if boxes:
         lo = np.stack([b[0] for b in boxes])                   # (B, 3)
         hi = np.stack([b[1] for b in boxes])

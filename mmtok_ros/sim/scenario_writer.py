@@ -44,7 +44,7 @@ def link_channel(layout: RoadLayout, sc, t_s: np.ndarray, shadow_db: dict[str, n
         loss = np.zeros(t_s.shape)
         for track, spec in sc.blockers:
             loss = loss + channel.box_blockage_loss_db(tx, rx, track.xy_at(t_s), spec.length_m,
-                                                       spec.height_m)
+                                                       spec.height_m, cab=spec.cab_profile())
         out['loss'][rsu] = loss
         out['rssi'][rsu] = channel.mean_rssi_dbm(tx, rx, loss) + shadow_db[rsu]
     return out
@@ -87,8 +87,8 @@ class _Sensors:
         tic = time.perf_counter()
         boxes = self.layout.seen_from(stream.rsu, self.sc.boxes_at(t_s))
         if stream.sensor == 'image':
-            msg = bw.image_msg(camera.render(boxes, self.rng[stream.key]), stamp,
-                               stream.frame_id)
+            msg = bw.image_msg(camera.render(boxes, self.rng[stream.key], self.sc.photometric),
+                               stamp, stream.frame_id)
         else:
             msg = bw.pointcloud_msg(lidar.scan(boxes, self.rng[stream.key]), stamp,
                                     stream.frame_id)
@@ -193,10 +193,12 @@ def write_json(path: Path, doc: dict) -> None:
 
 class IndexRow:
     """What was written for one scenario; ``index_row`` is its row of ``index.json``."""
+    OMIT_IF_NONE = ('drawn',)    # optional fields: absent from the row (not null) when None
 
     def index_row(self) -> dict:
         """The fields without the bag's size and the render timings, file names only."""
-        row = {k: v for k, v in self.__dict__.items() if k not in ('timing_ms', 'bag_bytes')}
+        row = {k: v for k, v in self.__dict__.items() if k not in ('timing_ms', 'bag_bytes')
+               and not (k in self.OMIT_IF_NONE and v is None)}
         row['bag_path'] = Path(self.bag_path).name
         row['truth_path'] = Path(self.truth_path).name
         return row

@@ -9,7 +9,8 @@ vehicle blocking RSU 1's link).
 
 Why kinds with seeded perturbations: the paper's 10 scenarios differ by how the blocker moves
 relative to the car; a kind fixes that story (which lane, which direction, which vehicle), the
-seed varies speeds and starts a little so repeated scenarios are not copies.
+seed varies speeds and starts a little so repeated scenarios are not copies. The kinds here are
+the held-out test sets; ``randomized.py`` (``--kinds random``) draws training traffic afresh.
 """
 from __future__ import annotations
 
@@ -39,6 +40,16 @@ class VehicleSpec:
     width_m: float
     height_m: float
     color_rgb: tuple[int, int, int]
+
+    def parts(self, lo: np.ndarray, hi: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+        """The boxes (min, max corner) it is made of, given its bounding box: one for a plain
+        box (``randomized.DrawnVehicle`` adds a lower cab)."""
+        return [(lo, hi)]
+
+    def cab_profile(self) -> tuple[float, float, int] | None:
+        """(cab length, cab height, +1 / -1: cab at the +x / -x end) for the channel's stepped
+        screen; None: a plain box."""
+        return None
 
 
 @dataclass(frozen=True)
@@ -155,6 +166,7 @@ class Traffic:
     """The receiver car and the blockers of one scenario, moving along the road."""
     receiver: Track
     blockers: tuple[tuple[Track, VehicleSpec], ...]       # (track, vehicle), the main one first
+    photometric = None    # not a field: the camera jitter of a drawn scenario (randomized.py)
 
     def receiver_antenna_xyz_m(self, t_s: np.ndarray) -> np.ndarray:
         xy = self.receiver.xy_at(t_s)
