@@ -1,6 +1,7 @@
 """Reports of the handover emulation (``runtime/emulation``), for any number of RSUs: a
 Fig. 5-style plot, a CSV per scenario, ``summary.json`` of one scenario, table rows and the
-Markdown table. Only writes what the emulation returns."""
+Markdown table, and the proactive metrics' table with issue 22's acceptance lines. Only writes
+what the emulation returns."""
 from __future__ import annotations
 
 import csv
@@ -99,7 +100,7 @@ def records_doc(timeline: Timeline, records: Sequence[DecisionRecord]) -> list[d
     """The proactive decisions as JSON: frame, execution time, source, target, rule."""
     return [{'frame': r.frame, 't_s': timeline.seconds(r.exec_ns),
              'source': r.event.source_rsu, 'target': r.target_rsu, 'reason': r.reason,
-             'p_blocked': r.event.p_blocked} for r in records]
+             'cause': r.cause, 'p_blocked': r.event.p_blocked} for r in records]
 
 
 def switches_doc(timeline: Timeline, results: Mapping[str, PolicyResult]) -> dict:
@@ -169,5 +170,55 @@ def markdown(table_rows: Sequence[Mapping]) -> str:
     return '\n'.join(lines) + '\n'
 
 
-__all__ = ['markdown', 'plot', 'records_doc', 'rows', 'summary', 'switches_doc', 'write_csv',
-           'write_outputs']
+def proactive_row(scenario: str, metrics: Mapping[str, Mapping], check: Mapping) -> dict:
+    """One scenario's proactive metrics (``runtime/emulation/metrics.py``) for the table."""
+    m = metrics['proactive']
+    return {'scenario': scenario, 'blockages': m['serving_blockages'],
+            'in_time': m['handed_over_in_time'], 'before_onset': m['handed_over_before_blockage'],
+            'proactive_handovers': m.get('proactive_handovers'),
+            'spurious': m.get('spurious_proactive_handovers'), 'clear_link_s': m['clear_link_s'],
+            'spurious_per_hour': m.get('spurious_per_hour'),
+            'outage_s': [metrics[p]['time_below_threshold_s']
+                         for p in ('proactive', 'reactive', 'oracle')],
+            'outage_not_longer': bool(check['time_below_ok'])}
+
+
+def _text(value, fmt: str = '{}') -> str:
+    return '-' if value is None else fmt.format(value)
+
+
+def proactive_markdown(table_rows: Sequence[Mapping], totals: Mapping, *,
+                       link: str | None = None) -> str:
+    """Rows of :func:`proactive_row`, a total row and the acceptance lines of
+    ``runtime.emulation.proactive_totals`` as Markdown; ``link`` (e.g. ``'fig5_{}.png'``):
+    each scenario's name links to that file."""
+    lat = totals['latency_ms']
+    lines = [f'| scenario | in time (lead >= {lat:.1f} ms) | before onset (lead > 0) | '
+             'proactive handovers | spurious | clear link [s] | spurious per hour | '
+             'below S_th proactive / reactive / oracle [s] | outage <= reactive |',
+             '|' + '---|' * 9]
+
+    def line(name, in_time, before, blockages, made, spurious, clear, rate, outage, ok):
+        frac = (lambda n: f'{n}/{blockages}' if blockages else '-')
+        lines.append(f'| {name} | {frac(in_time)} | {frac(before)} | {_text(made)} | '
+                     f'{_text(spurious)} | {clear:.1f} | {_text(rate, "{:.1f}")} | '
+                     + ' / '.join(f'{v:.1f}' for v in outage) + f' | {ok} |')
+
+    for r in table_rows:
+        name = r['scenario'] if link is None else f"[{r['scenario']}]({link.format(r['scenario'])})"
+        line(name, r['in_time'], r['before_onset'], r['blockages'],
+             r['proactive_handovers'], r['spurious'], r['clear_link_s'],
+             r['spurious_per_hour'], r['outage_s'], 'yes' if r['outage_not_longer'] else 'NO')
+    t = totals
+    n, longer = t['scenarios'], len(t['outage_longer_than_reactive_in'])
+    line('**total**', t['in_time'], t['before_onset'], t['blockages'], t['proactive_handovers'],
+         t['spurious_proactive_handovers'], t['clear_link_s'], t['spurious_per_hour'],
+         [t['outage_s'][p] for p in ('proactive', 'reactive', 'oracle')], f'{n - longer}/{n}')
+    verdict = {True: 'ACCEPTED', False: 'NOT ACCEPTED', None: 'INCOMPLETE (a target is N/A)'}
+    lines += ['', f"Acceptance (issue 22, item 1): {verdict[t['accepted']]}", '']
+    lines += [f"- {a['line']}" for a in t['acceptance']]
+    return '\n'.join(lines) + '\n'
+
+
+__all__ = ['markdown', 'plot', 'proactive_markdown', 'proactive_row', 'records_doc', 'rows',
+           'summary', 'switches_doc', 'write_csv', 'write_outputs']

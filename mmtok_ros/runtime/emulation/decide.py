@@ -15,6 +15,13 @@ Who decides (``DecisionOptions.home_rsu``):
 
 A frame without a window of the deciding RSU is not decided, as in the node; with
 ``floor_without_window`` it is decided with p_blocked unknown (NaN), so only the floor fires.
+
+Why each handover happened (``DecisionRecord.cause``, read off the node's event and state, the
+node unchanged): ``floor`` (forced by a measurement: ``measured_below_threshold``, or
+``target_blocked`` while the serving neighbour's own link was measured below S_th),
+``prediction`` (``predicted_blockage``, or ``target_blocked`` on the serving neighbour's
+prediction) or ``hand_back`` (``predicted_clear``). Only ``prediction`` is a proactive handover
+(``metrics.py``).
 """
 from __future__ import annotations
 
@@ -26,6 +33,9 @@ from ..handover import HandoverDecision, HandoverEvent, HysteresisConfig
 from .policies import HeldRssi, Switch
 from .predictions import FramePredictions
 from .timeline import Timeline
+
+# why a handover happened (DecisionRecord.cause; the module docstring)
+FLOOR, PREDICTION, HAND_BACK = 'floor', 'prediction', 'hand_back'
 
 
 @dataclass(frozen=True)
@@ -44,11 +54,13 @@ class DecisionOptions:
 
 @dataclass(frozen=True)
 class DecisionRecord:
-    """One handover the decision made: its frame, when it executes, and the node's event."""
+    """One handover the decision made: its frame, when it executes, the node's event and why
+    (``cause``)."""
 
     frame: int
     exec_ns: int
     event: HandoverEvent
+    cause: str                       # FLOOR, PREDICTION or HAND_BACK (module docstring)
 
     @property
     def target_rsu(self) -> str:
@@ -57,6 +69,26 @@ class DecisionRecord:
     @property
     def reason(self) -> str:
         return self.event.reason
+
+    @property
+    def proactive(self) -> bool:
+        """Made on a predicted blockage of the link it left, not forced by the floor."""
+        return self.cause == PREDICTION
+
+
+def cause_of(event: HandoverEvent, decision: HandoverDecision) -> str:
+    """Why ``decision`` made ``event`` (module docstring); call it right after ``update``."""
+    if event.reason == 'predicted_clear':
+        return HAND_BACK
+    if event.reason == 'measured_below_threshold':
+        return FLOOR
+    if event.reason == 'target_blocked':
+        # the node's rule: the serving neighbour measured below S_th (its floor), else its
+        # p_blocked >= p_on; a NaN RSSI compares False, as in the node
+        state = decision.neighbours.get(event.source_rsu)
+        low = state is not None and state.rssi_dbm < decision.config.s_th_dbm
+        return FLOOR if low else PREDICTION
+    return PREDICTION
 
 
 def _new_decision(timeline: Timeline, rsu: str, options: DecisionOptions,
@@ -88,16 +120,21 @@ def decide(timeline: Timeline, preds: FramePredictions,
                                 serving_rssi_dbm=float(timeline.measured_dbm[owner][k]))
         if event is None:
             continue
-        out.append(DecisionRecord(k, max(stamp, int(t)) + options.latency_ns, event))
+        out.append(DecisionRecord(k, max(stamp, int(t)) + options.latency_ns, event,
+                                  cause_of(event, decision)))
         if options.home_rsu is None:
             owner = event.target_rsu
             decision = _new_decision(timeline, owner, options, arrived_ns=stamp)
     return out
 
 
-def proactive_switches(records: Iterable[DecisionRecord]) -> list[Switch]:
-    """The switches of the decision's handovers, at their execution times."""
-    return [Switch(r.exec_ns, r.target_rsu) for r in records]
+def proactive_switches(records: Iterable[DecisionRecord], *,
+                       only_proactive: bool = False) -> list[Switch]:
+    """The switches of the decision's handovers, at their execution times; with
+    ``only_proactive``, only those made on a predicted blockage (``DecisionRecord.proactive``)."""
+    return [Switch(r.exec_ns, r.target_rsu) for r in records
+            if r.proactive or not only_proactive]
 
 
-__all__ = ['DecisionOptions', 'DecisionRecord', 'decide', 'proactive_switches']
+__all__ = ['DecisionOptions', 'DecisionRecord', 'FLOOR', 'HAND_BACK', 'PREDICTION', 'cause_of',
+           'decide', 'proactive_switches']

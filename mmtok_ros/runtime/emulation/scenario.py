@@ -12,6 +12,10 @@ options (:meth:`EmulationOptions.testbed`, :meth:`EmulationOptions.road`); they 
   true RSSI frame by frame;
 * which blockages count for the lead time: every blockage of the fixed home's link, or those
   of a link served up to ``LEAD_LOOKBACK_PERIODS`` before the blockage started.
+
+A blockage is left in time with a lead of at least the decision latency of the options; the
+proactive policy's proactive and spurious handovers are known from the node's decisions (not
+from a live run's switches). The metrics: ``metrics.py``.
 """
 from __future__ import annotations
 
@@ -21,7 +25,7 @@ from ...constants import REACTIVE_OFF_FRAMES
 from ...errors import UserInputError
 from ..handover import HysteresisConfig
 from .decide import DecisionOptions, DecisionRecord, decide, proactive_switches
-from .metrics import PolicyResult, evaluate_policy, never_worse_check
+from .metrics import PolicyResult, evaluate_policy, never_worse_check, spurious_handovers
 from .policies import Switch, oracle_ahead_switches, oracle_best_switches, reactive_switches
 from .predictions import FramePredictions
 from .timeline import Timeline, is_road_truth
@@ -98,10 +102,12 @@ def baseline_switches(timeline: Timeline, options: EmulationOptions) -> dict[str
 
 def evaluate(timeline: Timeline, policies: dict[str, list[Switch]],
              options: EmulationOptions) -> dict[str, PolicyResult]:
-    """Every policy's metrics, with the lead-time lookback of ``options``."""
+    """Every policy's metrics, with the lead-time lookback of ``options`` and its decision
+    latency as the least lead in time."""
     lookback = (None if options.home_rsu is not None
                 else LEAD_LOOKBACK_PERIODS * timeline.period_ns)
-    return {name: evaluate_policy(name, timeline, sw, lookback_ns=lookback)
+    return {name: evaluate_policy(name, timeline, sw, lookback_ns=lookback,
+                                  in_time_ms=options.decision.latency_ms)
             for name, sw in policies.items()}
 
 
@@ -119,6 +125,11 @@ def emulate(timeline: Timeline, options: EmulationOptions, *,
     policies = {'proactive': proactive_switches(records) if preds is not None else proactive,
                 **baseline_switches(timeline, options)}
     results = evaluate(timeline, policies, options)
+    mine = results['proactive']
+    mine.metrics.update(spurious_handovers(
+        timeline, mine.switches,
+        None if preds is None else proactive_switches(records, only_proactive=True),
+        mine.metrics['clear_link_s']))
     metrics = {name: r.metrics for name, r in results.items()}
     return ScenarioResult(timeline, results, records, never_worse_check(timeline.name, metrics))
 
