@@ -191,6 +191,23 @@ def benchmark_methods(preset_name: str, *, device: str | None = None, methods: S
     return rows
 
 
+def streaming_windows(cfg):
+    """``window(k)``: random inputs of ``cfg``'s shapes, frames k .. k+T-1, so that each
+    window is one frame newer than the last (the node's steady state)."""
+    import numpy as np
+
+    from .constants import FRAME_PERIOD_NS
+    from .data.window import Window
+    from .model.flops import dummy_window
+    frames = {m: v[0].numpy() for m, v in dummy_window(cfg).items()}          # (T, ...)
+    frames['present'] = np.ones((cfg.n_frames, len(cfg.modalities)), bool)
+
+    def window(k: int) -> Window:
+        stamps = (np.arange(k, k + cfg.n_frames, dtype=np.int64) + 1) * FRAME_PERIOD_NS
+        return Window(frames, stamps, int(stamps[-1]))
+    return window
+
+
 def time_streaming_frame(model, *, device='cpu', reps: int = 30, warmup: int = 3,
                          predictor=None) -> dict:
     """The node's steady-state work per window, offline: tokenize ONE new frame and run the
@@ -202,39 +219,52 @@ def time_streaming_frame(model, *, device='cpu', reps: int = 30, warmup: int = 3
     ``predictor``: time this streaming predictor instead (e.g. an ``OnnxStreamingPredictor``
     of the exported ``model``), on the same windows.
     """
-    import numpy as np
     import torch
 
-    from .constants import FRAME_PERIOD_NS
-    from .data.window import Window
-    from .model.flops import dummy_window
     from .runtime.predictor import StreamingPredictor
-    cfg = model.cfg
-    frames = {m: v[0].numpy() for m, v in dummy_window(cfg).items()}          # (T, ...)
-    frames['present'] = np.ones((cfg.n_frames, len(cfg.modalities)), bool)
-
-    def window(k: int) -> Window:   # frames k .. k+T-1: each window one frame newer
-        stamps = (np.arange(k, k + cfg.n_frames, dtype=np.int64) + 1) * FRAME_PERIOD_NS
-        return Window(frames, stamps, int(stamps[-1]))
-
     if predictor is None:
         predictor = StreamingPredictor(model, device=device)
-    predictor.warm_up(window(0))
-    predictor.predict(window(0))                      # every frame of the first window cached
-    ms = []
-    for k in range(1, warmup + reps + 1):
-        pred = predictor.predict(window(k))
-        if pred.frames_tokenized != 1:
-            raise RuntimeError(f'streaming timing tokenized {pred.frames_tokenized} frames '
-                               'of a window one frame newer than the last; expected 1')
-        if k > warmup:
-            ms.append(pred.inference_ms)
+    ms = time_streaming_round_robin(model.cfg, {'one': (predictor, None)}, reps=reps,
+                                    warmup=warmup)['one']
     return {'median_ms': statistics.median(ms), 'p90_ms': percentile(ms, 90), 'reps': reps,
             'threads': torch.get_num_threads(), 'device': str(predictor.device)}
 
 
+def time_streaming_round_robin(cfg, predictors: dict, *, reps: int = 30,
+                               warmup: int = 3) -> dict[str, list[float]]:
+    """:func:`time_streaming_frame` of several streaming predictors at once, one window of
+    each per round (machine noise hits all alike: compare them as ratios). ``predictors``:
+    label -> (predictor, torch intra-op threads to set before its window, or None).
+    Returns label -> the ``reps`` inference times (ms) after ``warmup`` rounds."""
+    import torch
+    window = streaming_windows(cfg)
+    before = torch.get_num_threads()
+    out: dict[str, list[float]] = {label: [] for label in predictors}
+    try:
+        for predictor, threads in predictors.values():
+            if threads:
+                torch.set_num_threads(threads)
+            predictor.warm_up(window(0))
+            predictor.predict(window(0))              # every frame of the first window cached
+        for k in range(1, warmup + reps + 1):
+            for label, (predictor, threads) in predictors.items():
+                if threads:
+                    torch.set_num_threads(threads)
+                pred = predictor.predict(window(k))
+                if pred.frames_tokenized != 1:
+                    raise RuntimeError(f'streaming timing tokenized {pred.frames_tokenized} '
+                                       'frames of a window one frame newer than the last; '
+                                       'expected 1')
+                if k > warmup:
+                    out[label].append(pred.inference_ms)
+    finally:
+        torch.set_num_threads(before)
+    return out
+
+
 __all__ = ['Candidate', 'RollingPercentiles', 'STAGES', 'benchmark_methods', 'build_candidates',
-           'cpu_peak_mb', 'percentile', 'time_once', 'time_round_robin', 'time_streaming_frame']
+           'cpu_peak_mb', 'percentile', 'streaming_windows', 'time_once', 'time_round_robin',
+           'time_streaming_frame', 'time_streaming_round_robin']
 
 
 if __name__ == '__main__':

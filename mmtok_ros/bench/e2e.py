@@ -11,29 +11,37 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Sequence
 
 from ..reports.e2e import format_table
 from ..ros.pipeline import run_pipeline
 
 
 def offline_frame_ms(model_path: str | Path, *, device: str, threads: int,
-                     reps: int = 30, onnx_path: Path | None = None) -> dict:
-    """:func:`~mmtok_ros.timing.time_streaming_frame` of the model in ``model_path`` with
-    ``threads`` threads (torch's count is restored afterwards); with ``onnx_path``, of its
-    exported graphs under onnxruntime."""
+                     reps: int = 30, onnx_path: Path | None = None,
+                     backend: str = 'torch') -> dict:
+    """:func:`~mmtok_ros.timing.time_streaming_frame` of the model in ``model_path`` as the
+    node runs it with ``backend`` and ``threads`` (0: auto, see ``runtime.backends``; torch's
+    thread count is restored afterwards); with ``onnx_path``, of its exported graphs under
+    onnxruntime."""
     import torch
 
     from ..model.checkpoint import load_model
+    from ..runtime.backends import load_predictor
     from ..timing import time_streaming_frame
     before = torch.get_num_threads()
-    torch.set_num_threads(threads)
     try:
-        model, _ = load_model(model_path, device=device)
-        predictor = None
         if onnx_path is not None:
             from ..runtime.onnx_predictor import OnnxStreamingPredictor
-            predictor = OnnxStreamingPredictor(onnx_path, threads=threads)
+            torch.set_num_threads(threads or before)
+            model, _ = load_model(model_path, device=device)
+            predictor = OnnxStreamingPredictor(onnx_path, threads=threads or None)
+        else:
+            predictor = load_predictor(model_path, backend=backend, device=device,
+                                       threads=threads).predictor
+            model = predictor.model
         out = time_streaming_frame(model, device=device, reps=reps, predictor=predictor)
+        getattr(predictor, 'close', lambda: None)()
         out['threads'] = threads
         return out
     finally:
@@ -51,29 +59,39 @@ def exported(model_path: str | Path, scratch: Path) -> Path:
     return out
 
 
+def run_label(label: str, backend: str, threads: int, *, several_threads: bool) -> str:
+    """'proposed', 'proposed (onnxruntime)', 'proposed (torch, auto threads)' ..."""
+    parts = [backend] if backend != 'torch' or several_threads else []
+    if several_threads:
+        parts.append('auto threads' if threads == 0 else f'{threads} thread' + 's' * (threads > 1))
+    return f'{label} ({", ".join(parts)})' if parts else label
+
+
 def run_e2e(bag: str | Path, models: dict[str, str | Path], *, rate: float = 1.0,
             out: str | Path = 'results/bench_e2e.json', device: str = 'cpu',
-            threads: int | None = None, bench_reps: int = 30,
+            threads: int | Sequence[int] | None = None, bench_reps: int = 30,
             log_dir: str | Path = 'results/logs',
             backends: tuple[str, ...] = ('torch',)) -> list[dict]:
     """Every model in ``models`` (label -> file) over ``bag``, one after the other, on each
-    of ``backends`` (``onnxruntime``: the node runs the model's exported graphs).
-    ``threads``: threads of the node and of the offline timing (None: this process's)."""
+    of ``backends`` (``onnxruntime``: the node runs the model's exported graphs) at each of
+    ``threads`` (the node's ``torch_threads``; 0: auto; None: this process's count)."""
     import torch
-    threads = int(threads or torch.get_num_threads())
+    counts = [threads] if threads is None or isinstance(threads, int) else list(threads)
+    counts = [torch.get_num_threads() if t is None else int(t) for t in counts]
     rows = []
-    runs = [(label, path, backend) for label, path in models.items() for backend in backends]
-    for label, path, backend in runs:
+    runs = [(label, path, backend, n) for label, path in models.items() for backend in backends
+            for n in counts]
+    for label, path, backend, n in runs:
         onnx = exported(path, Path(log_dir)) if backend == 'onnxruntime' else None
         node_model = onnx or path
-        label = label if backend == 'torch' else f'{label} ({backend})'
-        print(f'[e2e] {label}: offline one-frame timing ({threads} threads, {bench_reps} '
+        label = run_label(label, backend, n, several_threads=len(counts) > 1)
+        print(f'[e2e] {label}: offline one-frame timing ({n or "auto"} threads, {bench_reps} '
               f'windows), then replaying {bag} at {rate:g}x through rsu_node ({node_model})',
               flush=True)
-        bench = offline_frame_ms(path, device=device, threads=threads, reps=bench_reps,
-                                 onnx_path=onnx)
+        bench = offline_frame_ms(path, device=device, threads=n, reps=bench_reps,
+                                 onnx_path=onnx, backend=backend)
         row = run_pipeline(bag, node_model, label=label, log_dir=Path(log_dir), rate=rate,
-                           device=device, torch_threads=threads, backend=backend)
+                           device=device, torch_threads=n, backend=backend)
         row.update({'bench_frame_ms': bench['median_ms'], 'bench_frame_p90_ms': bench['p90_ms'],
                     'bench_threads': bench['threads'], 'bench_reps': bench['reps']})
         row['inference_vs_bench'] = (row['inference_p50_ms'] / bench['median_ms']
@@ -107,4 +125,4 @@ def resolve_models(model: str = '', mha_model: str = '', *,
     return chosen
 
 
-__all__ = ['format_table', 'offline_frame_ms', 'resolve_models', 'run_e2e']
+__all__ = ['format_table', 'offline_frame_ms', 'resolve_models', 'run_e2e', 'run_label']

@@ -60,10 +60,12 @@ RSU_NODE_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec('backend', 'torch', 'torch (model_path: a .pt model file) or onnxruntime '
               '(model_path: the FILE.onnx of mmtok export; fixed K per layer, the deadline '
               'controller switches between the exported keep scales)', read_only=True),
-    ParamSpec('torch_threads', 1, 'intra-op threads for inference, torch or onnxruntime '
-              '(0: the runtime\'s default, one per core). 1 by default: on cores shared with '
-              'the sensor drivers, every parallel region would wait for a descheduled thread',
-              0, 256, read_only=True),
+    ParamSpec('torch_threads', 1, 'intra-op threads for inference, torch or onnxruntime. '
+              '0: auto; torch on the CPU: one intra-op thread plus a work-sharing helper thread '
+              'per further core (at most 3) that takes chunks of each window while its core '
+              'is free and is not waited on for long when it is busy, outputs as with one '
+              'thread; onnxruntime: its default, one per core. N >= 2 threads split every '
+              'operator in N parts and wait for the slowest', 0, 256, read_only=True),
     ParamSpec('keep_ratio_scale', _RUNTIME.keep_ratio_scale, 'keep-ratio override, a '
               'fraction: every routed layer keeps scale * r_l of its tokens, and the deadline '
               'controller never goes above it (0: the learned r_l)', 0.0, 1.0),

@@ -3,6 +3,10 @@ tokens of its older frames and only runs the transformer.
 
 Frame tokens carry no temporal embedding (``MultiModalTransformer.tokenize``), so a frame's
 tokens are the same whatever its position in the window; ``encode`` adds the position.
+
+``helpers`` > 0 (CPU, FP32): tokenizing and the transformer are shared, chunk by chunk, with
+that many helper threads (``work_sharing.WorkSharingPool``, ``chunked_encode``); the outputs
+equal the one-thread path's within float rounding.
 """
 from __future__ import annotations
 
@@ -39,13 +43,22 @@ class StreamingPredictor:
 
     def __init__(self, model: MultiModalTransformer, *, device: str | torch.device = 'cpu',
                  precision: str = 'fp32', threshold: float = DEFAULT_DECISION_THRESHOLD,
-                 cache_frames: int | None = None):
+                 cache_frames: int | None = None, helpers: int = 0):
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.precision = precision
         self.threshold = threshold
         self.modalities = tuple(model.cfg.modalities)
         self.cache = FrameTokenCache(cache_frames or 2 * model.cfg.n_frames)
+        self.helpers = int(helpers) if self.device.type == 'cpu' and precision == 'fp32' else 0
+        self.pool = self._chunked = None
+        if self.helpers:
+            from .chunked_encode import ChunkedEncoder
+            from .work_sharing import WorkSharingPool
+            self.pool = WorkSharingPool(self.helpers)
+            self._chunked = ChunkedEncoder(self.model, self.pool,
+                                           attention_chunks=4 * (self.helpers + 1),
+                                           row_chunks=self.helpers + 1)
 
     @property
     def cache_hits(self) -> int:
@@ -66,11 +79,12 @@ class StreamingPredictor:
     def predict(self, window: Window, *, use_cache: bool = True) -> Prediction:
         synchronize(self.device)
         start = time.perf_counter()
+        run = self._chunked or self.model
         with autocast_for(self.device, self.precision):
             def tokenize(ts: list[int]) -> torch.Tensor:
-                return self.model.tokenize(self._frame_batch(window, ts))[0]   # (m, n, d)
+                return run.tokenize(self._frame_batch(window, ts))[0]          # (m, n, d)
             tokens, n_new = self.cache.window_tokens(window, tokenize, use_cache=use_cache)
-            logit = self.model.encode(torch.stack(tokens)[None])[0, 0].float()  # (T, n, d) -> ()
+            logit = run.encode(torch.stack(tokens)[None])[0, 0].float()        # (T, n, d) -> ()
         p = float(torch.sigmoid(logit))
         synchronize(self.device)
         inference_ms = (time.perf_counter() - start) * 1e3
@@ -80,6 +94,11 @@ class StreamingPredictor:
     def clear(self) -> None:
         """Forget cached frames (time jumped back: old stamps may come again)."""
         self.cache.clear()
+
+    def close(self) -> None:
+        """End the helper threads, if any."""
+        if self.pool is not None:
+            self.pool.close()
 
     def warm_up(self, window: Window, repeats: int = 2) -> float:
         """Run ``window`` uncached a few times (kernel selection, allocator); returns the last ms."""
