@@ -121,6 +121,29 @@ def test_serving_neighbour_blocked_moves_to_another_or_home():
     assert (e.target_rsu, e.reason) == ('rsu1', 'target_blocked')
 
 
+def test_testbed_target_measured_down_by_this_node_sends_the_car_home_despite_the_model():
+    # the testbed: no neighbour node reports rsu2's link, this node reads it (second RSSI).
+    # The model still says rsu1 blocked (a late all-clear) while rsu1 measures clear again
+    # and rsu2 goes down: the floor for the serving link hands the car back home, as the
+    # reactive policy would, instead of leaving it on a blocked link
+    d = decision(min_dwell_ns=0)
+    assert d.update(T0, 0.9, serving_rssi_dbm=CLEAR_DBM, target_rssi_dbm=-41.0).target_rsu == \
+        'rsu2'
+    assert d.update(T0 + P, 0.9, serving_rssi_dbm=CLEAR_DBM, target_rssi_dbm=-42.0) is None
+    assert d.serving_state.rssi_dbm == -42.0 and math.isnan(d.serving_state.p_blocked)
+    e = d.update(T0 + 2 * P, 0.9, serving_rssi_dbm=CLEAR_DBM, target_rssi_dbm=LOW_DBM)
+    assert (e.source_rsu, e.target_rsu, e.reason) == ('rsu2', 'rsu1', 'target_blocked')
+    # home measured down as well: nobody measures better, stay (and count it)
+    d = decision(min_dwell_ns=0)
+    d.update(T0, 0.9, serving_rssi_dbm=CLEAR_DBM)
+    assert d.update(T0 + P, 0.9, serving_rssi_dbm=LOW_DBM, target_rssi_dbm=LOW_DBM) is None
+    assert d.no_target == 1
+    # without the node's own measurement of rsu2 nothing changes (the rules before)
+    d = decision(min_dwell_ns=0)
+    d.update(T0, 0.9, serving_rssi_dbm=CLEAR_DBM)
+    assert d.update(T0 + P, 0.9, serving_rssi_dbm=CLEAR_DBM) is None
+
+
 def test_a_serving_neighbour_measured_down_goes_to_the_best_measured_link_like_reactive():
     d = decision()
     see(d, 0, {'rsu2': (0.1, -45.0), 'rsu3': (0.1, -43.0)})

@@ -22,6 +22,9 @@ While a neighbour serves:
 * ``target_blocked`` -- the serving neighbour's own link state (its typed link status) says it
   is blocked (predicted ``>= p_on`` or measured below S_th): move to the best other neighbour,
   or home if no neighbour qualifies and the home link is neither predicted nor measured blocked.
+  Without a fresh state of it, ``target_rsu``'s link as this node measures it itself
+  (``target_rssi_dbm``: the testbed's second RSSI stream) stands in for its measurement, so
+  the floor also holds for the serving neighbour's link where no neighbour node reports it.
 
 The target of a predicted blockage is the best *eligible* neighbour: a state no older than
 ``neighbour_stale_ns`` (data time, either direction), not predicted blocked and not measured
@@ -37,8 +40,8 @@ at the next window. When a rule fires and none is live, nothing is triggered:
 ``no_live_target`` names the rule (for the window just decided) and ``no_live_windows`` counts
 such windows, so the runtime can warn once and report it.
 
-Time is the data time (window newest stamp, integer ns); a stamp that goes back clears the
-streaks (looped bag) but keeps the serving RSU and the neighbour states.
+Time is the data time (window newest stamp, ns); a stamp that goes back clears the streaks
+(looped bag), not the serving RSU or the neighbour states.
 """
 from __future__ import annotations
 
@@ -50,43 +53,7 @@ from ..constants import S_TH_DBM
 from ..data.errors import DataError
 from ..errors import UserInputError
 
-NAN = float('nan')
-
-# Reason text -> the uint8 constant of mmtok_msgs/HandoverTrigger (REASON_*).
-REASON_CODES = {
-    'predicted_blockage': 0,         # REASON_PREDICTED_BLOCKAGE
-    'measured_below_threshold': 1,   # REASON_MEASURED_BELOW_THRESHOLD
-    'predicted_clear': 2,            # REASON_LINK_RECOVERED
-    'target_blocked': 3,             # REASON_TARGET_BLOCKED
-}
-
-
-@dataclass(frozen=True)
-class HandoverEvent:
-    """A decision to attach the vehicle to ``target_rsu``."""
-
-    stamp_ns: int           # newest frame stamp of the window that triggered it
-    source_rsu: str
-    target_rsu: str
-    p_blocked: float        # the home link's predicted p_blocked in that window
-    reason: str             # a key of REASON_CODES: the rule that fired
-    serving_rssi_dbm: float = NAN   # measured home-link RSSI in that window; NaN if unknown
-    target_rssi_dbm: float = NAN    # target's latest measured RSSI; NaN if unknown
-    target_p_blocked: float = NAN   # target's latest p_blocked; NaN if unknown
-
-    @property
-    def reason_code(self) -> int:
-        return REASON_CODES[self.reason]
-
-
-@dataclass(frozen=True)
-class NeighbourState:
-    """A neighbour RSU's latest own-link state, as its typed link status reports it."""
-
-    rsu_id: str
-    stamp_ns: int           # newest frame stamp of the neighbour's window
-    p_blocked: float        # NaN: no prediction (never eligible)
-    rssi_dbm: float         # measured RSSI of the neighbour's link; NaN if unknown
+from .handover_event import NAN, REASON_CODES, HandoverEvent, NeighbourState
 
 
 @dataclass(frozen=True)
@@ -149,6 +116,7 @@ class HandoverDecision:
         # the rule that fired in the last window while no configured neighbour was live
         self.no_live_target: str | None = None
         self.no_live_windows = 0    # windows where that happened
+        self.serving_state: NeighbourState | None = None   # the serving neighbour, last window
         self._neighbours: dict[str, NeighbourState] = {}
         self._on = self._off = self._below = 0
         self._last_stamp_ns: int | None = None
@@ -187,15 +155,16 @@ class HandoverDecision:
             raise DataError(f'neighbour {rsu_id!r}: p_blocked must be in [0, 1], got {p}')
         self._neighbours[rsu_id] = NeighbourState(rsu_id, int(stamp_ns), p, _finite(rssi_dbm))
 
-    def update(self, stamp_ns: int, p_blocked: float, *,
-               serving_rssi_dbm: float | None = None) -> HandoverEvent | None:
+    def update(self, stamp_ns: int, p_blocked: float, *, serving_rssi_dbm: float | None = None,
+               target_rssi_dbm: float | None = None) -> HandoverEvent | None:
         """One window of the home link: predicted ``p_blocked`` and, if known, the home
-        link's measured RSSI at the newest frame (``serving_rssi_dbm``, NaN/None: unknown)."""
+        link's measured RSSI at the newest frame (``serving_rssi_dbm``, NaN/None: unknown) and
+        ``target_rsu``'s link measured by this node (``target_rssi_dbm``, module docstring)."""
         cfg = self.config
         if self._last_stamp_ns is not None and stamp_ns <= self._last_stamp_ns:
             self.reset_counters()
         self._last_stamp_ns = stamp_ns
-        self.no_live_target = None
+        self.no_live_target = self.serving_state = None
         rssi = _finite(serving_rssi_dbm)
         measured_low = rssi < cfg.s_th_dbm          # False for NaN
         self._on = self._on + 1 if p_blocked >= cfg.p_on else 0
@@ -217,6 +186,9 @@ class HandoverDecision:
         if self._off >= cfg.off_windows and dwell_ok:
             return self._switch(stamp_ns, self.home_rsu, p_blocked, rssi, 'predicted_clear')
         serving = self._fresh(stamp_ns).get(self.serving_rsu)
+        if serving is None and self.serving_rsu == self.target_rsu:
+            serving = NeighbourState(self.target_rsu, stamp_ns, NAN, _finite(target_rssi_dbm))
+        self.serving_state = serving       # what the rules below saw of the serving link
         if serving is not None and serving.rssi_dbm < cfg.s_th_dbm:
             # the floor for the serving neighbour's link: the best measured link, home
             # included, as the reactive policy would take

@@ -155,7 +155,8 @@ class RsuRuntime:
                                'failures only counted)')
             return None
 
-    def _newest(self, taken: Iterable[tuple[Any, int]]) -> tuple[Any, int, float] | None:
+    def _newest(self, taken: Iterable[tuple[Any, int]]
+                ) -> tuple[Any, int, float, float] | None:
         newest = None
         for item, arrival_ns in taken:
             if isinstance(item, TimeJump):
@@ -168,17 +169,19 @@ class RsuRuntime:
             if assembled is None or assembled.window is None:
                 continue
             self.counters['windows_skipped'] += newest is not None  # a newer one came
-            own_rssi_dbm = float(assembled.frame.rssi_dbm[0])       # NaN: not measured
-            newest = (assembled.window, arrival_ns, own_rssi_dbm)
+            rssi = assembled.frame.rssi_dbm             # own link first; NaN: not measured
+            target_rssi_dbm = float(rssi[1]) if len(rssi) > 1 else float('nan')
+            newest = (assembled.window, arrival_ns, float(rssi[0]), target_rssi_dbm)
         return newest
 
-    def _infer(self, window: Any, arrival_ns: int, own_rssi_dbm: float,
+    def _infer(self, window: Any, arrival_ns: int, own_rssi_dbm: float, target_rssi_dbm: float,
                publish: Callable[[RsuOutput], None]) -> RsuOutput:
         deadline_ms = float(self.config.deadline_ms)
         pred = self.predictor.predict(window)
         with self._decision_lock:
             event = self.decision.update(pred.newest_stamp_ns, pred.p_blocked,
-                                         serving_rssi_dbm=own_rssi_dbm)
+                                         serving_rssi_dbm=own_rssi_dbm,
+                                         target_rssi_dbm=target_rssi_dbm)
             self._watch_neighbours()
         latency_ms = (self.clock_ns() - arrival_ns) / 1e6
         out = RsuOutput(pred, serving_rsu=self.decision.serving_rsu,

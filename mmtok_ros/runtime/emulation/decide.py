@@ -2,8 +2,10 @@
 
 At every frame the deciding RSU's decision first observes the other RSUs that have a window
 there as neighbours (their p_blocked, their latest measured RSSI), then takes its own window:
-``update(newest stamp, p_blocked, serving_rssi_dbm=its measured RSSI at that frame)``, exactly
-the calls the node makes, so the reactive floor, the hysteresis and the dwell are the node's.
+``update(newest stamp, p_blocked, serving_rssi_dbm=its measured RSSI at that frame,
+target_rssi_dbm=its target's link measured at that frame)``, exactly the calls the node makes,
+so the reactive floor (for the serving neighbour's link too), the hysteresis and the dwell are
+the node's.
 A decision executes one latency after it was taken, and never before its frame's time.
 
 Who decides (``DecisionOptions.home_rsu``):
@@ -85,7 +87,7 @@ def cause_of(event: HandoverEvent, decision: HandoverDecision) -> str:
     if event.reason == 'target_blocked':
         # the node's rule: the serving neighbour measured below S_th (its floor), else its
         # p_blocked >= p_on; a NaN RSSI compares False, as in the node
-        state = decision.neighbours.get(event.source_rsu)
+        state = decision.serving_state     # a fresh neighbour state or the own measurement
         low = state is not None and state.rssi_dbm < decision.config.s_th_dbm
         return FLOOR if low else PREDICTION
     return PREDICTION
@@ -116,8 +118,11 @@ def decide(timeline: Timeline, preds: FramePredictions,
         if not preds.has_window(owner, k) and not options.floor_without_window:
             continue
         stamp = int(preds.stamp_ns[owner][k]) if preds.has_window(owner, k) else int(t)
+        target = decision.target_rsu       # its link as the owner's node measures it
         event = decision.update(stamp, float(preds.p_blocked[owner][k]),
-                                serving_rssi_dbm=float(timeline.measured_dbm[owner][k]))
+                                serving_rssi_dbm=float(timeline.measured_dbm[owner][k]),
+                                target_rssi_dbm=float(timeline.measured_dbm[target][k])
+                                if target in timeline.measured_dbm else None)
         if event is None:
             continue
         out.append(DecisionRecord(k, max(stamp, int(t)) + options.latency_ns, event,
