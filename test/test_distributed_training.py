@@ -34,8 +34,13 @@ from mmtok_ros.train import distributed
 from mmtok_ros.train.dataset import WindowDataset
 from mmtok_ros.train.trainer import TrainConfig, train_model
 
-LOSS_RTOL = 1e-5
-WEIGHT_TOL = 2e-4       # of the tensor's largest absolute entry
+LOSS_RTOL = 5e-5        # epoch 2's loss on weights WEIGHT_TOL apart (1.7e-5 seen on AMD EPYC)
+# of the tensor's largest absolute entry: half an Adam step at the tests' lr 1e-3. The two
+# runs sum the loss in another order, and a weight whose gradient is at rounding level
+# takes an Adam step (about lr, whatever the gradient's size) of another size or sign:
+# up to 2e-4 on the machines this was written on, 3.9e-4 on an AMD EPYC host
+WEIGHT_TOL = 5e-4
+MOVED_MIN = 0.02        # the runs did train: some weight moved by far more than that
 N_PROC = 2
 
 # the CLI run: 15 windows of one scenario; --steady-fraction 0.7 keeps 10 a epoch in
@@ -105,10 +110,11 @@ def _assert_same_weights(a: dict, b: dict, what: str) -> float:
 def _assert_same_history(ref: dict, ddp: dict, what: str) -> None:
     np.testing.assert_allclose(ddp['epoch_loss'], ref['epoch_loss'], rtol=LOSS_RTOL,
                                err_msg=f'{what}: epoch loss')
-    np.testing.assert_allclose(ddp['keep_ratios'], ref['keep_ratios'], atol=1e-6,
+    np.testing.assert_allclose(ddp['keep_ratios'], ref['keep_ratios'], atol=5e-6,   # 1.2e-6 on EPYC
                                err_msg=f'{what}: keep ratios r_l')
+    # atol: 3.7e-5 seen on AMD EPYC where steps of |dL/dr_l| ~ 0.1 nearly cancel in the mean
     np.testing.assert_allclose(ddp['keep_ratio_grad'], ref['keep_ratio_grad'], rtol=1e-3,
-                               atol=1e-6, err_msg=f'{what}: dL/dr_l')
+                               atol=1e-4, err_msg=f'{what}: dL/dr_l')
     assert ddp['decision_threshold']['value'] == ref['decision_threshold']['value'], what
     assert ddp['distributed'] == {'world_size': N_PROC, 'backend': 'gloo'}
     assert 'distributed' not in ref   # the single-process history is the one of before
@@ -192,13 +198,13 @@ def test_two_gloo_processes_equal_one_process(tmp_path):
     _assert_same_history(one['meta']['history'], ddp['meta']['history'], 'mmtok train')
     assert one['meta']['decision_threshold'] == ddp['meta']['decision_threshold']
     cfg = preset('rsu-mini')
-    assert _moved(one['state_dict'], cfg, 0) > 100 * WEIGHT_TOL   # the runs did train
+    assert _moved(one['state_dict'], cfg, 0) > MOVED_MIN   # the runs did train
 
     # train_model with uneven and empty slices
     got = torch.load(tmp_path / 'ddp_synth.pt', weights_only=True)
     _assert_same_weights(model.state_dict(), got['state'], 'synthetic')
     _assert_same_history(ref_synth, got['history'], 'synthetic')
-    assert _moved(got['state'], cfg, SYNTH_CONFIG.seed) > 100 * WEIGHT_TOL
+    assert _moved(got['state'], cfg, SYNTH_CONFIG.seed) > MOVED_MIN
 
 
 if __name__ == '__main__' and sys.argv[1:2] == ['worker']:
