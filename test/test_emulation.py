@@ -208,7 +208,7 @@ def test_emulate_command_runs_a_model_over_recorded_scenarios(tmp_path, capsys):
     scenario = doc['scenarios']['scenario_00']
     assert scenario['policies']['oracle']['handed_over_before_blockage'] == 1
     assert set(scenario['windows']) == {'rsu1'} and len(scenario['windows']['rsu1']) > 20
-    # the proactive metrics, in total, end with issue 22's four targets (stdout and .md)
+    # the proactive metrics, in total, end with the four targets (stdout and .md)
     pm, mine = doc['proactive_metrics'], scenario['policies']['proactive']
     assert pm['latency_ms'] == 40 and mine['in_time_lead_ms'] == 40
     assert pm['blockages'] == mine['serving_blockages'] == 1
@@ -216,7 +216,8 @@ def test_emulate_command_runs_a_model_over_recorded_scenarios(tmp_path, capsys):
     assert [a['target'] for a in pm['acceptance']] == [
         'blockages_in_time', 'spurious_per_hour', 'outage_never_longer',
         'outage_saving_fraction']
-    assert 'Acceptance (issue 22, item 1):' in printed and pm['acceptance'][0]['line'] in printed
+    assert 'Acceptance (proactive-handover targets):' in printed
+    assert pm['acceptance'][0]['line'] in printed
     md = (out / 'summary.md').read_text()
     assert md.rstrip().endswith(pm['acceptance'][-1]['line'])
     assert '| [scenario_00](fig5_scenario_00.png) | ' in md

@@ -1,4 +1,4 @@
-"""The proactive metrics of ``mmtok emulate`` (issue 22): blockages handed over in time,
+"""The proactive metrics of ``mmtok emulate``: blockages handed over in time,
 spurious proactive handovers per hour of clear link, the outage saved against reactive and
 oracle, and the acceptance lines, on small timelines built here."""
 from __future__ import annotations

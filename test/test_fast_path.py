@@ -1,4 +1,4 @@
-"""The node's CPU paths (issue 24, item 2): work sharing (``torch_threads: 0``) gives the
+"""The node's CPU paths: work sharing (``torch_threads: 0``) gives the
 one-thread path's outputs within float rounding, a helper that does not come back never
 holds a window up, and int8 linear layers (measured by ``mmtok bench --heldout``, not a node
 backend) give the FP32 decisions within a stated tolerance."""

@@ -511,7 +511,7 @@ def test_keep_ratios_of_model_files_are_printed_and_plotted(tmp_path, capsys):
                  '--out', str(tmp_path)]) == 2
 
 
-# --- onset weight (issue 22): the windows a proactive handover is decided on ------------------
+# --- onset weight: the windows a proactive handover is decided on ------------------
 def test_onset_weight_marks_clear_now_blocked_soon_windows_only():
     from mmtok_ros.train.trainer import onset_window_weights
     #                 0  1  2  3  4  5  6 | 7  8

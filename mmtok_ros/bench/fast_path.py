@@ -1,4 +1,4 @@
-"""``mmtok bench --heldout``: the node's CPU paths side by side (issue 24, item 2).
+"""``mmtok bench --heldout``: the node's CPU paths side by side.
 
 A path is the node's (``backend``, ``torch_threads``, ``keep_ratio_scale``) as the node
 takes them (``runtime.backends``): ``torch``, or ``torch-int8`` (measured, not a node backend:

@@ -1,4 +1,4 @@
-"""Where one streaming frame's time goes (issue 24): ``python -m mmtok_ros.bench.frame_profile``.
+"""Where one streaming frame's time goes: ``python -m mmtok_ros.bench.frame_profile``.
 
 The node's steady-state work per window (one new frame tokenized, the transformer on the
 cached window, the head; ``timing.time_streaming_frame``) of a model file, at each thread

@@ -11,7 +11,7 @@ to choose the hysteresis on training scenarios and to check a model on many held
 Besides the per-policy table, the summary has the proactive metrics per scenario and in
 total (blockages handed over in time, with a lead of at least the decision latency used;
 spurious proactive handovers per hour of clear link; outage against reactive and oracle) and
-ends with issue 22's four targets, PASS/FAIL (``runtime/emulation/acceptance.py``).
+ends with the four proactive-handover targets, PASS/FAIL (``runtime/emulation/acceptance.py``).
 """
 from __future__ import annotations
 

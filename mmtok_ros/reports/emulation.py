@@ -1,6 +1,6 @@
 """Reports of the handover emulation (``runtime/emulation``), for any number of RSUs: a
 Fig. 5-style plot, a CSV per scenario, ``summary.json`` of one scenario, table rows and the
-Markdown table, and the proactive metrics' table with issue 22's acceptance lines. Only writes
+Markdown table, and the proactive metrics' table with the targets' acceptance lines. Only writes
 what the emulation returns."""
 from __future__ import annotations
 
@@ -215,7 +215,8 @@ def proactive_markdown(table_rows: Sequence[Mapping], totals: Mapping, *,
          t['spurious_proactive_handovers'], t['clear_link_s'], t['spurious_per_hour'],
          [t['outage_s'][p] for p in ('proactive', 'reactive', 'oracle')], f'{n - longer}/{n}')
     verdict = {True: 'ACCEPTED', False: 'NOT ACCEPTED', None: 'INCOMPLETE (a target is N/A)'}
-    lines += ['', f"Acceptance (issue 22, item 1): {verdict[t['accepted']]}", '']
+    lines += ['', f"Acceptance (proactive-handover targets): {verdict[t['accepted']]}",
+              '']
     lines += [f"- {a['line']}" for a in t['acceptance']]
     return '\n'.join(lines) + '\n'
 

@@ -5,7 +5,7 @@ the node's own decision (proactive), a reactive baseline and an oracle.
 RSU's p_blocked per frame; the models run on a bag) -> ``decide`` (the node's
 ``HandoverDecision``) and ``policies`` (reactive, oracle) -> ``metrics`` (one definition each,
 the never-worse check) -> ``scenario`` (the options, the testbed and road presets, one call)
--> ``acceptance`` (the proactive metrics over many scenarios, issue 22's targets).
+-> ``acceptance`` (the proactive metrics over many scenarios, checked against the targets).
 Reports: ``mmtok_ros.reports.emulation``.
 """
 from .acceptance import (IN_TIME_TARGET_SHARE, OUTAGE_SAVING_TARGET_SHARE,

@@ -1,4 +1,5 @@
-"""The proactive metrics over many scenarios and the four targets of issue 22 checked on them.
+"""The proactive metrics over many scenarios, and the four proactive-handover targets
+checked on them.
 
 Reads the per-scenario documents of ``reports.emulation.summary`` (each policy's metrics and
 the never-worse check); every metric is defined once, in ``metrics.py``. The totals:
@@ -20,7 +21,7 @@ from typing import Mapping
 
 from .metrics import per_hour, saving_fraction
 
-# the targets of issue 22 (item 1)
+# the targets a proactive-handover user judges the emulation by
 IN_TIME_TARGET_SHARE = 0.8              # of blockages handed over with a lead >= latency
 SPURIOUS_TARGET_PER_HOUR = 6.0          # spurious proactive handovers per hour of clear link
 OUTAGE_SAVING_TARGET_SHARE = 0.5        # of the oracle's outage saving over reactive
