@@ -78,10 +78,20 @@ class GraphProbe:
             self.node.destroy_client(client)
 
     def endpoints(self, name: str, namespace: str) -> tuple[set[str], set[str]]:
-        """(topics the node publishes, topics it subscribes), as ``ros2 node info`` shows."""
-        pubs = self.node.get_publisher_names_and_types_by_node(name, namespace)
-        subs = self.node.get_subscriber_names_and_types_by_node(name, namespace)
-        return {t for t, _ in pubs}, {t for t, _ in subs}
+        """(topics the node publishes, topics it subscribes), as ``ros2 node info`` shows.
+        The node's name can be in the graph a moment before its endpoints' owner is, which
+        the queries report as a nonexistent node: asked again for up to 10 s."""
+        from rclpy._rclpy_pybind11 import NodeNameNonExistentError
+        deadline = time.monotonic() + 10.0
+        while True:
+            try:
+                pubs = self.node.get_publisher_names_and_types_by_node(name, namespace)
+                subs = self.node.get_subscriber_names_and_types_by_node(name, namespace)
+                return {t for t, _ in pubs}, {t for t, _ in subs}
+            except NodeNameNonExistentError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
 
     def wait_for_node(self, name: str, namespace: str, timeout_s: float = 60.0) -> bool:
         deadline = time.monotonic() + timeout_s
