@@ -61,9 +61,11 @@ def test_replay_publishes_every_message_with_timing_and_clock(bag):
         m.clock.sec * 10**9 + m.clock.nanosec), 50)
     executor = SingleThreadedExecutor(context=ctx)
     executor.add_node(node)
-    proc = _node('bag_replay', f'bag:={bag}', 'rate:=2.0', 'wait_for_subscribers:=1')
+    # a generous wait: started without our subscribers (10 s by default) it would lose messages
+    proc = _node('bag_replay', f'bag:={bag}', 'rate:=2.0', 'wait_for_subscribers:=1',
+                 'wait_timeout_s:=60.0')
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 90
         while proc.poll() is None and time.monotonic() < deadline:
             executor.spin_once(timeout_sec=0.05)
         for _ in range(20):

@@ -83,6 +83,14 @@ class Manager:
             self.pub['rsu2'].publish(rssi_msg(stamp, -45.0))
             self.spin_for(0.06)
 
+    def feed_until(self, predicate, timeout_s: float = 30.0) -> bool:
+        """Feed frames until ``predicate`` holds: the node's subscriptions may match our
+        publishers later than ours matched them (a loaded host), losing the first frames."""
+        end = time.monotonic() + timeout_s
+        while time.monotonic() < end and not predicate():
+            self.feed(1)
+        return predicate()
+
     def close(self) -> None:
         self.executor.shutdown(timeout_sec=1.0)
         self.node.destroy_node()
@@ -118,9 +126,8 @@ def test_transitions_through_the_lifecycle_services(tmp_path, manager):
         assert not m.inputs_matched() and m.statuses == []
 
         assert m.transition('activate') and m.state() == 'active'
-        assert m.spin_until(m.inputs_matched, 10)
-        m.feed(8)
-        assert m.spin_until(lambda: len(m.statuses) >= 2, 15), proc.output
+        assert m.spin_until(m.inputs_matched, 30)
+        assert m.feed_until(lambda: len(m.statuses) >= 2), proc.output
         assert m.statuses[0].rsu_id == 'rsu1'
 
         assert m.transition('deactivate') and m.state() == 'inactive'
@@ -130,12 +137,11 @@ def test_transitions_through_the_lifecycle_services(tmp_path, manager):
         m.feed(8)
         m.spin_for(1.0)
         assert len(m.statuses) == published                  # silent while inactive
-        assert not m.inputs_matched()
+        assert m.spin_until(lambda: not m.inputs_matched(), 10)   # unmatched once DDS tells
 
         assert m.transition('activate')                     # windows start afresh
-        assert m.spin_until(m.inputs_matched, 10)
-        m.feed(8)
-        assert m.spin_until(lambda: len(m.statuses) > published, 15), proc.output
+        assert m.spin_until(m.inputs_matched, 30)
+        assert m.feed_until(lambda: len(m.statuses) > published), proc.output
 
         assert m.transition('deactivate') and m.transition('cleanup')
         assert m.state() == 'unconfigured'
