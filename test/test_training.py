@@ -205,6 +205,19 @@ def test_near_transition_marks_windows_around_label_changes_within_a_scenario():
     assert near.tolist() == [False, False, True, True, True, True, False, False, False, False]
 
 
+def test_lead_in_also_keeps_the_clear_windows_before_a_blockage_but_not_after_it():
+    #          0  1  2  3  4  5  6  7  8  9 10 11
+    labels = [0, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0, 0]
+    data = _labelled(labels, [0] * 12)
+    near = data.near_transition(radius=1, lead_in=4)
+    # onset at 6: windows 2..5 before it (lead-in 4) and 6 (radius); the end at 8: 7 and 8 only
+    assert np.flatnonzero(near).tolist() == [2, 3, 4, 5, 6, 7, 8]
+    assert (data.near_transition(radius=1, lead_in=0) == data.near_transition(radius=1)).all()
+    from mmtok_ros.train.config import TrainConfig
+    with pytest.raises(ValueError, match='lead-in'):
+        TrainConfig(transition_lead_in=-1)
+
+
 def test_transition_focus_keeps_every_transition_and_a_fraction_of_steady_windows():
     from mmtok_ros.train.trainer import TrainConfig, epoch_rows
     labels = np.zeros(200)

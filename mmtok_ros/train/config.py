@@ -61,6 +61,15 @@ class TrainConfig:
         'per epoch, keep every window near a blockage onset/end and only this fraction of the '
         'steady ones (1: all windows, the paper protocol)')
     transition_radius: int = 3
+    # Lead-in (beyond the paper): the transition focus also keeps this many windows before
+    # each change to blocked. An alarm raised many frames before a blockage is a false alarm
+    # of the H-frame label, and those clear windows with a blocker on its way are otherwise
+    # drawn at ``steady_fraction`` only. 0: the radius alone.
+    transition_lead_in: int = _opt(
+        0, '--lead-in-windows',
+        'with --steady-fraction < 1, also keep every one of this many windows before a change '
+        'to blocked (the clear windows an early alarm gets wrong; 0: only the 3 windows of '
+        'the transition radius)')
     # Onset weight (beyond the paper): the loss weight of the windows whose link is clear now
     # and blocked within the label horizon. They are the windows a proactive handover is
     # decided on and persistence gets wrong, a few per blockage among hundreds of steady ones.
@@ -94,6 +103,8 @@ class TrainConfig:
             raise UserInputError(f'steady_fraction must be in (0, 1], got {self.steady_fraction}')
         if not 0.0 <= self.modality_dropout < 1.0:
             raise UserInputError(f'modality_dropout must be in [0, 1), got {self.modality_dropout}')
+        if self.transition_lead_in < 0:
+            raise UserInputError(f'lead-in windows must be >= 0, got {self.transition_lead_in}')
         if self.onset_weight <= 0:
             raise UserInputError(f'onset_weight must be positive, got {self.onset_weight}')
         if self.keep_ratio_lr <= 0:

@@ -64,15 +64,18 @@ class WindowDataset:
         onset = same & (labels == 1) & (np.r_[1.0, labels[:-1]] == 0)
         return order, onset
 
-    def near_transition(self, radius: int) -> np.ndarray:
+    def near_transition(self, radius: int, lead_in: int = 0) -> np.ndarray:
         """(W,) bool: the window is within ``radius`` windows (same scenario) of a change of its
-        label, in either direction. These are the windows a proactive handover depends on;
-        the rest are steady (clear far from any blocker, or deep inside a blockage)."""
+        label, in either direction, or one of the ``lead_in`` windows before a change to
+        blocked. These are the windows a proactive handover depends on (the lead-in ones: the
+        clear windows an early alarm gets wrong); the rest are steady (clear far from any
+        blocker, or deep inside a blockage)."""
         order, labels, groups, same = self._in_time_order()
         change = same & (labels != np.r_[labels[:1], labels[:-1]])
         near = np.zeros(len(labels), dtype=bool)
         for i in np.flatnonzero(change):
-            lo, hi = max(0, i - radius), min(len(labels), i + radius)
+            before = max(radius, lead_in) if labels[i] == 1 else radius
+            lo, hi = max(0, i - before), min(len(labels), i + radius)
             near[lo:hi] |= groups[lo:hi] == groups[i]
         out = np.zeros(len(labels), dtype=bool)
         out[order] = near

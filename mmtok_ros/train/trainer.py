@@ -113,7 +113,7 @@ def epoch_rows(data: WindowDataset, tc: TrainConfig, rng: np.random.Generator,
     """The shuffled rows of one epoch: all of them, or the transition-focused draw."""
     if tc.steady_fraction >= 1.0:
         return rng.permutation(len(data))
-    near = data.near_transition(tc.transition_radius) if near is None else near
+    near = data.near_transition(tc.transition_radius, tc.transition_lead_in) if near is None else near
     steady = np.flatnonzero(~near)
     keep = rng.choice(steady, size=int(round(tc.steady_fraction * len(steady))), replace=False)
     return rng.permutation(np.concatenate([np.flatnonzero(near), keep]))
@@ -147,7 +147,8 @@ def train_model(cfg: ModelConfig, data: WindowDataset, tc: TrainConfig = TrainCo
         opt = torch.optim.Adam(groups, lr=tc.lr)
     else:
         opt = torch.optim.AdamW(groups, lr=tc.lr)
-    near = data.near_transition(tc.transition_radius) if tc.steady_fraction < 1.0 else None
+    near = (data.near_transition(tc.transition_radius, tc.transition_lead_in)
+            if tc.steady_fraction < 1.0 else None)
     window_weight = onset_window_weights(data, tc.onset_weight) if cfg.n_classes == 1 else None
     pos_weight = None
     if cfg.n_classes == 1 and tc.balance_classes:
