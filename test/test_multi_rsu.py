@@ -14,7 +14,7 @@ IDS = ('rsu1', 'rsu2', 'rsu3')
 P_NS = 300_000_000
 # measured own-link RSSI: rsu1 (serving) fades below S_th, rsu2 is blocked too, rsu3 is clear
 RSSI_DBM = {'rsu1': -40.0, 'rsu2': -60.0, 'rsu3': -42.0}
-FADE_AT = 6      # frame from which rsu1's own link is measured at -55 dBm
+FADE_AT = 6      # earliest frame from which rsu1's own link is measured at -55 dBm
 
 
 def neighbour_of(k: int) -> str:
@@ -78,16 +78,13 @@ class Peer:
         self.spin(0.05)
         return all(p.get_subscription_count() >= 1 for p in self.pub.values())
 
-    def frame(self, k: int, base_ns: int, dbm: dict[str, float] | None = None) -> None:
-        """Frame k of every RSU; ``dbm``: each RSU's own-link RSSI (default: rsu1 fades
-        below S_th from FADE_AT)."""
+    def frame(self, k: int, base_ns: int, dbm: dict[str, float]) -> None:
+        """Frame k of every RSU; ``dbm``: each RSU's own-link RSSI."""
         stamp = base_ns + k * P_NS
         for rsu in self.ids:
             self.pub[f'/{rsu}/camera/image_raw'].publish(image_msg(stamp + 3_000_000))
             self.pub[f'/{rsu}/lidar/points'].publish(cloud_msg(stamp - 2_000_000))
-            level = dbm[rsu] if dbm is not None else \
-                -55.0 if rsu == 'rsu1' and k >= FADE_AT else RSSI_DBM[rsu]
-            self.pub[f'/rssi/{rsu}'].publish(rssi_msg(stamp + 1_000_000, level))
+            self.pub[f'/rssi/{rsu}'].publish(rssi_msg(stamp + 1_000_000, dbm[rsu]))
         self.spin(0.15)
 
     def close(self) -> None:
@@ -109,19 +106,39 @@ def rsu_process(model, rsu: str, neighbour: str, neighbours: tuple[str, ...],
         *params, ros_args=('-r', f'__ns:=/{rsu}'))
 
 
+def rsu1_hears(peer: Peer, *rsus: str) -> bool:
+    """rsu1's latest /diagnostics lists ``rsus`` as live neighbours."""
+    peer.spin(0.02)
+    for status in reversed(peer.diagnostics['rsu1']):
+        values = {kv.key: kv.value for kv in status.values}
+        if 'neighbours/live' in values:
+            return set(values['neighbours/live'].split(',')) >= set(rsus)
+    return False
+
+
 def test_three_rsus_in_namespaces_hand_over_to_the_right_neighbour(model):
-    nodes = [rsu_process(model, rsu, neighbour_of(k), tuple(i for i in IDS if i != rsu))
+    nodes = [rsu_process(model, rsu, neighbour_of(k), tuple(i for i in IDS if i != rsu),
+                         'diagnostics_period_s:=0.2')
              for k, rsu in enumerate(IDS)]
     peer = Peer()
     base_ns = (time.time_ns() // 10**9) * 10**9
+    fade_at = FADE_AT
     try:
         for node in nodes:
             assert node.wait_for('ready:', 90), node.output
         assert wait_until(peer.matched, 30), 'sensor subscriptions never matched'
         assert wait_until(lambda: (peer.spin(0.05) or True) and all(
             peer.node.count_publishers(f'/{r}/mmtok/link_status') for r in IDS), 30)
-        for k in range(FADE_AT + 4):
-            peer.frame(k, base_ns)
+        # rsu1's link clear until rsu1 hears both neighbours: its subscriptions to their
+        # status may match after ours did (a loaded host)
+        for k in range(60):
+            peer.frame(k, base_ns, RSSI_DBM)
+            if k + 1 >= FADE_AT and rsu1_hears(peer, 'rsu2', 'rsu3'):
+                break
+        fade_at = k + 1
+        faded = {**RSSI_DBM, 'rsu1': -55.0}
+        for k in range(fade_at, fade_at + 4):
+            peer.frame(k, base_ns, faded)
         assert wait_until(lambda: (peer.spin(0.05) or True) and
                           len(peer.handover['rsu1']) >= 1, 20), nodes[0].output
         peer.spin(0.5)
@@ -147,7 +164,7 @@ def test_three_rsus_in_namespaces_hand_over_to_the_right_neighbour(model):
     assert np.isclose(trigger.target_rssi_dbm, RSSI_DBM['rsu3'])
     stamp_ns = trigger.header.stamp.sec * 10**9 + trigger.header.stamp.nanosec
     # stamped with the newest frame of the first window whose own link was below S_th
-    assert base_ns + FADE_AT * P_NS < stamp_ns < base_ns + (FADE_AT + 1) * P_NS
+    assert base_ns + fade_at * P_NS < stamp_ns < base_ns + (fade_at + 1) * P_NS
     # the others' own links never faded: they hand nothing over
     assert peer.handover['rsu3'] == []
 

@@ -54,6 +54,11 @@ class HandoverEmulatorNode(Node):
         # relative to the working directory at start (ros2 launch: where it ran), once
         self.out_dir = Path(p.out_dir).expanduser().resolve()
         check_writable(self.out_dir)
+        # the figures are drawn at shutdown, within a Ctrl-C's time budget: matplotlib's
+        # import (about 0.9 s on a 2-core host) is paid here, at start-up, instead
+        import matplotlib
+        matplotlib.use('Agg')
+        import matplotlib.pyplot  # noqa: F401
         self._lock = threading.Lock()
         self.triggers: list[dict] = []
         self.samples: dict[str, list[tuple[int, float]]] = {p.home_rsu: [], p.target_rsu: []}

@@ -45,6 +45,28 @@ def ignore_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+def _interrupt_once(signum, frame) -> None:
+    """The first SIGINT: ignore every later one at once, then interrupt the spin.
+
+    Under ``ros2 launch`` a terminal Ctrl-C reaches the node twice (the terminal's, then
+    launch's). Ignoring only from the teardown on left a window in which the second one raised
+    KeyboardInterrupt wherever Python was, e.g. in a ``Future.__del__`` while the first one
+    unwound: an "Exception ignored ... Traceback" in the launch output.
+    """
+    import signal
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
+def interrupt_once_on_sigint() -> None:
+    """Install ``_interrupt_once`` for SIGINT (main thread only; elsewhere Python's own
+    handler stays)."""
+    import signal
+    import threading
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, _interrupt_once)
+
+
 def _teardown(rclpy, node=None, executor=None) -> None:
     """Destroy ``node`` and shut rclpy down with SIGINT ignored; a late interrupt is quiet."""
     try:
@@ -97,6 +119,7 @@ def run_node(node_factory, args: list[str] | None = None, *, logger_name: str,
     the status instead, for a caller that runs a node in its own process.
     """
     rclpy = init_rclpy(args, rclpy_sigint=False)
+    interrupt_once_on_sigint()
     from rclpy.exceptions import ParameterException
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
     node = executor = None
