@@ -113,7 +113,8 @@ def epoch_rows(data: WindowDataset, tc: TrainConfig, rng: np.random.Generator,
     """The shuffled rows of one epoch: all of them, or the transition-focused draw."""
     if tc.steady_fraction >= 1.0:
         return rng.permutation(len(data))
-    near = data.near_transition(tc.transition_radius, tc.transition_lead_in) if near is None else near
+    if near is None:
+        near = data.near_transition(tc.transition_radius, tc.transition_lead_in)
     steady = np.flatnonzero(~near)
     keep = rng.choice(steady, size=int(round(tc.steady_fraction * len(steady))), replace=False)
     return rng.permutation(np.concatenate([np.flatnonzero(near), keep]))
