@@ -106,14 +106,14 @@ def rsu_process(model, rsu: str, neighbour: str, neighbours: tuple[str, ...],
         *params, ros_args=('-r', f'__ns:=/{rsu}'))
 
 
-def rsu1_hears(peer: Peer, *rsus: str) -> bool:
-    """rsu1's latest /diagnostics lists ``rsus`` as live neighbours."""
+def rsu1_diagnostics(peer: Peer, **expected: str):
+    """rsu1's latest /diagnostics status with these key values, or None."""
     peer.spin(0.02)
     for status in reversed(peer.diagnostics['rsu1']):
         values = {kv.key: kv.value for kv in status.values}
-        if 'neighbours/live' in values:
-            return set(values['neighbours/live'].split(',')) >= set(rsus)
-    return False
+        if all(values.get(k) == v for k, v in expected.items()):
+            return status
+    return None
 
 
 def test_three_rsus_in_namespaces_hand_over_to_the_right_neighbour(model):
@@ -133,7 +133,7 @@ def test_three_rsus_in_namespaces_hand_over_to_the_right_neighbour(model):
         # status may match after ours did (a loaded host)
         for k in range(60):
             peer.frame(k, base_ns, RSSI_DBM)
-            if k + 1 >= FADE_AT and rsu1_hears(peer, 'rsu2', 'rsu3'):
+            if k + 1 >= FADE_AT and rsu1_diagnostics(peer, **{'neighbours/live': 'rsu2,rsu3'}):
                 break
         fade_at = k + 1
         faded = {**RSSI_DBM, 'rsu1': -55.0}
@@ -199,13 +199,6 @@ def test_a_killed_neighbour_gets_no_trigger_and_is_eligible_again_after_a_restar
         peer.spin(0.02)
         return any(0 <= stamp_of(m) - (base_ns + k * P_NS) < P_NS for m in peer.status[rsu])
 
-    def rsu1_diagnostics(**expected: str):
-        peer.spin(0.02)
-        for status in reversed(peer.diagnostics['rsu1']):
-            values = {kv.key: kv.value for kv in status.values}
-            if all(values.get(k) == v for k, v in expected.items()):
-                return status
-        return None
     try:
         for node in (home, neighbour):
             assert node.wait_for('ready:', 90), node.output
@@ -218,11 +211,11 @@ def test_a_killed_neighbour_gets_no_trigger_and_is_eligible_again_after_a_restar
         k = 0
         for k in range(60):
             peer.frame(k, base_ns, clear)
-            if k >= 6 and rsu1_diagnostics(**{'neighbours/live': 'rsu2'}):
+            if k >= 6 and rsu1_diagnostics(peer, **{'neighbours/live': 'rsu2'}):
                 break
         assert wait_until(lambda: published('rsu2', k) and published('rsu1', k), 20), \
             neighbour.output
-        assert wait_until(lambda: rsu1_diagnostics(**{'neighbours/live': 'rsu2'}), 10), \
+        assert wait_until(lambda: rsu1_diagnostics(peer, **{'neighbours/live': 'rsu2'}), 10), \
             home.output
         # rsu2's node is killed; once its last status is stale (> 1 s of data time),
         # rsu1's own link fades below S_th: the floor wants to hand over, nobody is live
@@ -235,8 +228,8 @@ def test_a_killed_neighbour_gets_no_trigger_and_is_eligible_again_after_a_restar
         assert wait_until(lambda: published('rsu1', k), 20), home.output
         wanted = {'neighbours/live': '', 'neighbours/stale': 'rsu2,rsu3',
                   'handover/no_live_target': 'measured_below_threshold'}
-        assert wait_until(lambda: rsu1_diagnostics(**wanted) is not None, 10), home.output
-        status = rsu1_diagnostics(**wanted)
+        assert wait_until(lambda: rsu1_diagnostics(peer, **wanted) is not None, 10), home.output
+        status = rsu1_diagnostics(peer, **wanted)
         assert status.level == status.WARN and 'no neighbour live' in status.message, status
         assert peer.handover['rsu1'] == [], [m.target_rsu for m in peer.handover['rsu1']]
         assert home.count('but no neighbour is live') == 1, home.output
