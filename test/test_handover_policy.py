@@ -20,6 +20,16 @@ def decision(target='rsu2', **cfg) -> HandoverDecision:
     return HandoverDecision('rsu1', target, HysteresisConfig(**cfg))
 
 
+def _floor_timeline(n=40, blocked=range(12, 18)):
+    t = T0 + P * np.arange(n, dtype=np.int64)
+    home = np.full(n, CLEAR_DBM)
+    home[list(blocked)] = LOW_DBM
+    true = {'rsu1': home, 'rsu2': np.full(n, -44.0)}
+    return t, home, emu.Timeline(t, true, true, {'rsu1': [(int(t[min(blocked)]),
+                                                          int(t[max(blocked)]))]},
+                                 'rsu1', name='floor')
+
+
 def see(d: HandoverDecision, k: int, states: dict) -> None:
     """Neighbour link statuses stamped at frame k: {rsu: (p_blocked, rssi_dbm)}."""
     for rsu, (p, rssi) in states.items():
@@ -184,19 +194,54 @@ def test_two_rsu_hysteresis_is_unchanged(rssi):
 def test_floor_hands_over_when_the_reactive_baseline_does():
     """Never worse than reactive: with the model held at clear, the floor (1 window) hands
     over at the same frame as the emulator's reactive policy."""
-    n, blocked = 30, range(12, 18)
-    t = T0 + P * np.arange(n, dtype=np.int64)
-    home = np.full(n, CLEAR_DBM)
-    home[list(blocked)] = LOW_DBM
-    true = {'rsu1': home, 'rsu2': np.full(n, -44.0)}
-    tl = emu.Timeline(t, true, true, {'rsu1': [(int(t[min(blocked)]), int(t[max(blocked)]))]},
-                      'rsu1', name='floor')
+    t, home, tl = _floor_timeline(n=30)
     reactive = emu.baseline_switches(tl, emu.EmulationOptions.testbed())['reactive']
     d = decision(off_windows=5, min_dwell_ns=0)
     ours = [(int(tk), e.target_rsu) for tk, r in zip(t.tolist(), home.tolist())
             if (e := d.update(int(tk), 0.0, serving_rssi_dbm=r)) is not None]
     assert [(s.time_ns - 1, s.rsu) for s in reactive] == ours    # reactive adds 1 ns
     assert ours[0] == (int(t[12]), 'rsu2')
+
+
+def test_a_late_all_clear_hands_back_when_the_reactive_policy_does():
+    """The hand-back floor: a model that keeps p between p_off and p_on after the blockage
+    (a late all-clear) no longer holds the car on rsu2 for the dwell; home measured clear for
+    the reactive hand-back time is enough, so the switches equal the reactive policy's."""
+    t, home, tl = _floor_timeline()
+    reactive = emu.baseline_switches(tl, emu.EmulationOptions.testbed())['reactive']
+    d = decision()                                   # defaults: dwell 3 s = 10 frames
+    events = [(int(tk), e) for tk, r in zip(t.tolist(), home.tolist())
+              if (e := d.update(int(tk), 0.5, serving_rssi_dbm=r)) is not None]
+    assert [(s.time_ns - 1, s.rsu) for s in reactive] == [(tk, e.target_rsu)
+                                                         for tk, e in events]
+    assert [(e.reason, e.reason_code) for _, e in events] == \
+        [('measured_below_threshold', 1), ('measured_clear', 2)]
+    assert events[1][0] == int(t[17 + 5])           # 5 frames measured clear after the block
+    # off: the old hand-back waits for the dwell and for p < p_off, here never
+    d = decision(clear_windows=0)
+    assert [e.reason for r, tk in zip(home.tolist(), t.tolist())
+            if (e := d.update(int(tk), 0.5, serving_rssi_dbm=r))] == ['measured_below_threshold']
+
+
+def test_the_hand_back_floor_neither_undoes_a_proactive_handover_nor_overrides_a_warning():
+    # a proactive handover while home is still measured clear: home measured clear afterwards
+    # is what was predicted to end, not a recovery; no hand-back before the dwell
+    d = decision(p_off=0.3)
+    assert d.update(T0, 0.9, serving_rssi_dbm=CLEAR_DBM).reason == 'predicted_blockage'
+    for k in range(1, 9):
+        assert d.update(T0 + k * P, 0.4, serving_rssi_dbm=CLEAR_DBM) is None
+    # after a blockage, home measured clear but the model warns of the next one (p >= p_on)
+    d = decision()
+    assert d.update(T0, 0.9, serving_rssi_dbm=LOW_DBM).reason == 'measured_below_threshold'
+    for k in range(1, 8):
+        assert d.update(T0 + k * P, 0.7, serving_rssi_dbm=CLEAR_DBM) is None
+    # a window without a measurement neither extends nor breaks the clear streak
+    d = decision()
+    d.update(T0, 0.9, serving_rssi_dbm=LOW_DBM)
+    rssi = [CLEAR_DBM, CLEAR_DBM, float('nan'), CLEAR_DBM, CLEAR_DBM]
+    assert [d.update(T0 + (k + 1) * P, 0.5, serving_rssi_dbm=r) for k, r in
+            enumerate(rssi)] == [None] * 5
+    assert d.update(T0 + 6 * P, 0.5, serving_rssi_dbm=CLEAR_DBM).reason == 'measured_clear'
 
 
 def test_bad_input_is_refused():
@@ -212,7 +257,9 @@ def test_bad_input_is_refused():
     d.observe_neighbour('rsu2', T0, 0.1, -45.0)
     assert d.update(T0, 0.9).target_rsu == 'rsu2'
     assert set(REASON_CODES) == {'predicted_blockage', 'measured_below_threshold',
-                                 'predicted_clear', 'target_blocked'}
+                                 'predicted_clear', 'measured_clear', 'target_blocked'}
+    with pytest.raises(ValueError, match='clear_windows'):
+        HysteresisConfig(clear_windows=-1)
 
 
 def test_no_proactive_handover_within_the_dwell_of_an_arrival_but_the_floor_acts():

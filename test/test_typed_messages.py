@@ -51,6 +51,7 @@ def test_reason_codes_of_the_decision_match_the_message():
         'predicted_blockage': HandoverTrigger.REASON_PREDICTED_BLOCKAGE,
         'measured_below_threshold': HandoverTrigger.REASON_MEASURED_BELOW_THRESHOLD,
         'predicted_clear': HandoverTrigger.REASON_LINK_RECOVERED,
+        'measured_clear': HandoverTrigger.REASON_LINK_RECOVERED,   # the hand-back floor
         'target_blocked': HandoverTrigger.REASON_TARGET_BLOCKED}
 
 

@@ -40,6 +40,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--on-windows', type=int, default=h.on_windows)
     parser.add_argument('--off-windows', type=int, default=h.off_windows)
     parser.add_argument('--min-dwell-ms', type=float, default=h.min_dwell_ns / NS_PER_MS)
+    parser.add_argument('--clear-windows', type=int, default=h.clear_windows,
+                        help='hand-back floor: home measured clear this many windows after it '
+                             'was measured down, p < p_on: go home (default %(default)s, the '
+                             'reactive hand-back); 0: off, the hand-back before it')
     parser.add_argument('--device', default='auto')
     parser.add_argument('--no-progress', action='store_true')
     parser.add_argument('--rsus', type=int, default=None,
@@ -54,7 +58,8 @@ def _options(args: argparse.Namespace, truth: dict, latency_ms: float):
     from ..runtime.emulation import EmulationOptions
     from ..runtime.handover import HysteresisConfig
     hysteresis = HysteresisConfig(args.p_on, args.p_off, args.on_windows, args.off_windows,
-                                  int(args.min_dwell_ms * NS_PER_MS))
+                                  int(args.min_dwell_ms * NS_PER_MS),
+                                  clear_windows=args.clear_windows)
     kw = {'latency_ms': latency_ms, 'hysteresis': hysteresis}
     if args.preset == 'auto':
         return EmulationOptions.for_truth(truth, **kw)
@@ -161,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
            'hysteresis': None if h is None else {
                'p_on': h.p_on, 'p_off': h.p_off, 'on_windows': h.on_windows,
                'off_windows': h.off_windows, 'min_dwell_ms': h.min_dwell_ns / NS_PER_MS,
-               'floor_windows': h.floor_windows,
+               'floor_windows': h.floor_windows, 'clear_windows': h.clear_windows,
                'neighbour_stale_ms': h.neighbour_stale_ns / NS_PER_MS},
            'never_worse_tolerance': {'mean_rssi_db': emu.NEVER_WORSE_RSSI_TOL_DB,
                                      'time_below_s': emu.NEVER_WORSE_TIME_TOL_S},

@@ -45,17 +45,30 @@ def ignore_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+class _Interrupt:
+    """What the first SIGINT did: ``requested`` once it came; ``while_spinning`` decides how it
+    ends the process (see ``_interrupt_once``)."""
+    requested = False
+    while_spinning = False
+
+
 def _interrupt_once(signum, frame) -> None:
-    """The first SIGINT: ignore every later one at once, then interrupt the spin.
+    """The first SIGINT: ignore every later one at once, then end the node.
 
     Under ``ros2 launch`` a terminal Ctrl-C reaches the node twice (the terminal's, then
-    launch's). Ignoring only from the teardown on left a window in which the second one raised
-    KeyboardInterrupt wherever Python was, e.g. in a ``Future.__del__`` while the first one
-    unwound: an "Exception ignored ... Traceback" in the launch output.
+    launch's), so every later SIGINT is ignored from the first on. While the node spins, the
+    SIGINT only sets a flag that ``_spin`` reads every ``poll_s``: an exception raised from a
+    signal handler lands wherever Python happens to be, and inside rclpy's executor that can be
+    a half-built ``Task`` whose ``__del__`` then prints "Exception ignored ... Traceback" (seen
+    in a fresh-clone CI run). While the node is being built (model load, warm-up: seconds), no
+    loop would read the flag, so there it raises KeyboardInterrupt as before; the executor is
+    built first, and nothing of rclpy's runs there.
     """
     import signal
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    raise KeyboardInterrupt
+    _Interrupt.requested = True
+    if not _Interrupt.while_spinning:
+        raise KeyboardInterrupt
 
 
 def interrupt_once_on_sigint() -> None:
@@ -64,6 +77,7 @@ def interrupt_once_on_sigint() -> None:
     import signal
     import threading
     if threading.current_thread() is threading.main_thread():
+        _Interrupt.requested = _Interrupt.while_spinning = False
         signal.signal(signal.SIGINT, _interrupt_once)
 
 
@@ -81,10 +95,14 @@ def _teardown(rclpy, node=None, executor=None) -> None:
 
 
 def _spin(node, executor, poll_s: float) -> None:
-    """Spin in ``poll_s`` steps until the context ends (Ctrl-C raises KeyboardInterrupt)."""
+    """Spin in ``poll_s`` steps until the context ends or a SIGINT came (``_interrupt_once``)."""
     executor.add_node(node)
-    while node.context.ok():
-        executor.spin_once(timeout_sec=poll_s)
+    _Interrupt.while_spinning = True
+    try:
+        while node.context.ok() and not _Interrupt.requested:
+            executor.spin_once(timeout_sec=poll_s)
+    finally:
+        _Interrupt.while_spinning = False
 
 
 def end_process(status: int) -> NoReturn:

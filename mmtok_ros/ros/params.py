@@ -122,6 +122,10 @@ RSU_NODE_PARAMS: tuple[ParamSpec, ...] = (
               'hand over', 1, 100, read_only=True),
     ParamSpec('hysteresis.off_windows', _HYSTERESIS.off_windows, 'consecutive windows needed '
               'to hand back', 1, 1000, read_only=True),
+    ParamSpec('hysteresis.clear_windows', _HYSTERESIS.clear_windows, 'hand-back floor: once '
+              'the own link was measured below s_th_dbm while a neighbour serves, hand back '
+              'after this many consecutive windows measured clear with p_blocked < p_on, dwell '
+              'or not (the reactive hand-back); 0: off', 0, 1000, read_only=True),
     ParamSpec('hysteresis.min_dwell_ms', _HYSTERESIS.min_dwell_ns / NS_PER_MS, 'earliest '
               'hand-back (or further proactive handover) after a handover, ms', 0.0, 600000.0,
               read_only=True),
@@ -206,7 +210,8 @@ def hysteresis_config(p: SimpleNamespace) -> HysteresisConfig:
         p_on=p.hysteresis_p_on, p_off=p.hysteresis_p_off, on_windows=p.hysteresis_on_windows,
         off_windows=p.hysteresis_off_windows,
         min_dwell_ns=int(p.hysteresis_min_dwell_ms * NS_PER_MS),
-        floor_windows=p.hysteresis_floor_windows, s_th_dbm=p.s_th_dbm,
+        floor_windows=p.hysteresis_floor_windows, clear_windows=p.hysteresis_clear_windows,
+        s_th_dbm=p.s_th_dbm,
         neighbour_stale_ns=int(p.hysteresis_neighbour_stale_ms * NS_PER_MS))
 
 

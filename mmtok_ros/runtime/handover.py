@@ -19,6 +19,15 @@ While a neighbour serves:
 * ``predicted_clear`` -- hand back home after ``off_windows`` consecutive windows with
   ``p_blocked < p_off`` (``p_off <= p_on``: a probability band) and the home link not measured
   below S_th, at least ``min_dwell_ns`` after the last handover;
+* ``measured_clear`` -- the hand-back floor: once the home link has been measured below S_th
+  while away (or the handover was the reactive floor's), hand back after ``clear_windows``
+  consecutive windows with the home link measured at or above S_th and ``p_blocked < p_on``,
+  dwell or not. This is the reactive baseline's hand-back (``REACTIVE_OFF_FRAMES`` frames
+  measured clear), so a model that is slow to say "clear" after a blockage (a late
+  all-clear) cannot keep the vehicle on a neighbour longer than a reactive policy would,
+  into that neighbour's own blockage. Before the home link was seen down it never fires: a
+  proactive handover is not undone by the measurements it was made ahead of.
+  ``clear_windows=0``: off (the hand-back before this rule);
 * ``target_blocked`` -- the serving neighbour's own link state (its typed link status) says it
   is blocked (predicted ``>= p_on`` or measured below S_th): move to the best other neighbour,
   or home if no neighbour qualifies and the home link is neither predicted nor measured blocked.
@@ -49,7 +58,7 @@ import math
 from dataclasses import dataclass
 from typing import Iterable
 
-from ..constants import S_TH_DBM
+from ..constants import REACTIVE_OFF_FRAMES, S_TH_DBM
 from ..data.errors import DataError
 from ..errors import UserInputError
 
@@ -69,6 +78,9 @@ class HysteresisConfig:
     # reactive floor: hand over after this many consecutive windows measured below S_th
     # (1: never later than the reactive baseline, which leaves after one such frame)
     floor_windows: int = 1
+    # hand-back floor: home measured clear this many consecutive windows after it was measured
+    # down, p_blocked < p_on: go home, dwell or not (the reactive baseline's hand-back); 0: off
+    clear_windows: int = REACTIVE_OFF_FRAMES
     s_th_dbm: float = S_TH_DBM      # S_th of Eq. 8 [dBm]: measured below it = blocked
     # a neighbour state older than this (data time) is ignored; a few frame periods, so one
     # late or lost link status does not hide a neighbour
@@ -81,9 +93,10 @@ class HysteresisConfig:
         if self.on_windows < 1 or self.off_windows < 1 or self.min_dwell_ns < 0:
             raise UserInputError(f'need on_windows >= 1, off_windows >= 1, min_dwell_ns >= 0; got '
                              f'{self.on_windows}, {self.off_windows}, {self.min_dwell_ns}')
-        if self.floor_windows < 1 or self.neighbour_stale_ns <= 0:
-            raise UserInputError(f'need floor_windows >= 1 and neighbour_stale_ns > 0; got '
-                             f'{self.floor_windows}, {self.neighbour_stale_ns}')
+        if self.floor_windows < 1 or self.neighbour_stale_ns <= 0 or self.clear_windows < 0:
+            raise UserInputError(f'need floor_windows >= 1, clear_windows >= 0 and '
+                                 f'neighbour_stale_ns > 0; got {self.floor_windows}, '
+                                 f'{self.clear_windows}, {self.neighbour_stale_ns}')
         if not math.isfinite(self.s_th_dbm):
             raise UserInputError(f's_th_dbm must be finite, got {self.s_th_dbm}')
 
@@ -118,7 +131,8 @@ class HandoverDecision:
         self.no_live_windows = 0    # windows where that happened
         self.serving_state: NeighbourState | None = None   # the serving neighbour, last window
         self._neighbours: dict[str, NeighbourState] = {}
-        self._on = self._off = self._below = 0
+        self._on = self._off = self._below = self._clear = 0
+        self._home_was_down = False   # home measured below S_th since the last handover
         self._last_stamp_ns: int | None = None
         self._last_handover_ns: int | None = arrived_ns
         self._arrived_ns = arrived_ns
@@ -140,7 +154,7 @@ class HandoverDecision:
 
     def reset_counters(self) -> None:
         """Forget the streaks (time jumped back); the serving RSU stays as it is."""
-        self._on = self._off = self._below = 0
+        self._on = self._off = self._below = self._clear = 0
         self._last_stamp_ns = None
         self._last_handover_ns = self._arrived_ns if self.handovers == 0 else None
 
@@ -171,6 +185,8 @@ class HandoverDecision:
         self._off = self._off + 1 if p_blocked < cfg.p_off and not measured_low else 0
         if math.isfinite(rssi):
             self._below = self._below + 1 if measured_low else 0
+            self._clear = 0 if measured_low else self._clear + 1
+            self._home_was_down = self._home_was_down or measured_low
         dwell_ok = (self._last_handover_ns is None
                     or stamp_ns - self._last_handover_ns >= cfg.min_dwell_ns)
         if self.serving_rsu == self.home_rsu:
@@ -185,6 +201,9 @@ class HandoverDecision:
             return self._switch_to_best(stamp_ns, p_blocked, rssi, reason, exclude=())
         if self._off >= cfg.off_windows and dwell_ok:
             return self._switch(stamp_ns, self.home_rsu, p_blocked, rssi, 'predicted_clear')
+        if (cfg.clear_windows and self._home_was_down and self._clear >= cfg.clear_windows
+                and p_blocked < cfg.p_on):
+            return self._switch(stamp_ns, self.home_rsu, p_blocked, rssi, 'measured_clear')
         serving = self._fresh(stamp_ns).get(self.serving_rsu)
         if serving is None and self.serving_rsu == self.target_rsu:
             serving = NeighbourState(self.target_rsu, stamp_ns, NAN, _finite(target_rssi_dbm))
@@ -261,9 +280,11 @@ class HandoverDecision:
                               serving_rssi_dbm=rssi,
                               target_rssi_dbm=state.rssi_dbm if state else NAN,
                               target_p_blocked=state.p_blocked if state else NAN)
+        # the floor's handover was made because home was measured down (this window)
+        self._home_was_down = reason == 'measured_below_threshold'
         self.serving_rsu = target
         self.handovers += 1
-        self._on = self._off = self._below = 0
+        self._on = self._off = self._below = self._clear = 0
         self._last_handover_ns = int(stamp_ns)
         return event
 

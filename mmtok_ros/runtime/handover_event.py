@@ -11,6 +11,7 @@ REASON_CODES = {
     'predicted_blockage': 0,         # REASON_PREDICTED_BLOCKAGE
     'measured_below_threshold': 1,   # REASON_MEASURED_BELOW_THRESHOLD
     'predicted_clear': 2,            # REASON_LINK_RECOVERED
+    'measured_clear': 2,             # REASON_LINK_RECOVERED (the hand-back floor)
     'target_blocked': 3,             # REASON_TARGET_BLOCKED
 }
 

@@ -22,8 +22,8 @@ Why each handover happened (``DecisionRecord.cause``, read off the node's event 
 node unchanged): ``floor`` (forced by a measurement: ``measured_below_threshold``, or
 ``target_blocked`` while the serving neighbour's own link was measured below S_th),
 ``prediction`` (``predicted_blockage``, or ``target_blocked`` on the serving neighbour's
-prediction) or ``hand_back`` (``predicted_clear``). Only ``prediction`` is a proactive handover
-(``metrics.py``).
+prediction) or ``hand_back`` (``predicted_clear``, ``measured_clear``). Only ``prediction``
+is a proactive handover (``metrics.py``).
 """
 from __future__ import annotations
 
@@ -80,7 +80,7 @@ class DecisionRecord:
 
 def cause_of(event: HandoverEvent, decision: HandoverDecision) -> str:
     """Why ``decision`` made ``event`` (module docstring); call it right after ``update``."""
-    if event.reason == 'predicted_clear':
+    if event.reason in ('predicted_clear', 'measured_clear'):
         return HAND_BACK
     if event.reason == 'measured_below_threshold':
         return FLOOR

@@ -19,7 +19,7 @@
   of the link it leaves (``DecisionRecord.proactive``: the rules ``predicted_blockage`` and
   ``target_blocked`` on the serving neighbour's prediction); the reactive floor's switches
   (``measured_below_threshold``, ``target_blocked`` on a measurement) and the hand-backs home
-  (``predicted_clear``) are not. ``proactive_handovers`` counts them;
+  (``predicted_clear``, ``measured_clear``) are not. ``proactive_handovers`` counts them;
   ``spurious_proactive_handovers`` those whose link left has no blockage under way at the
   switch or starting within ``SPURIOUS_WINDOW_FRAMES`` periods after it
   (``spurious_window_s``); ``spurious_per_hour`` = that count / ``clear_link_s`` in hours
