@@ -158,6 +158,8 @@ def test_the_decision_threshold_comes_from_the_model_file(model_path, tmp_path):
     h = Harness(path)                               # blocked_threshold left at -1
     try:
         assert h.node.predictor.threshold == pytest.approx(0.83)
+        # hysteresis.p_on left at -1 follows it, so the handover and the status agree
+        assert h.node.runtime.decision.config.p_on == pytest.approx(0.83)
         h.frames(range(6))
         assert h.wait_statuses(2)
         assert h.statuses[0].blocked_threshold == pytest.approx(0.83)
@@ -166,5 +168,12 @@ def test_the_decision_threshold_comes_from_the_model_file(model_path, tmp_path):
     explicit = Harness(path, blocked_threshold=0.6)  # a parameter overrides
     try:
         assert explicit.node.predictor.threshold == pytest.approx(0.6)
+        assert explicit.node.runtime.decision.config.p_on == pytest.approx(0.6)
     finally:
         explicit.close()
+    own = Harness(path, **{'hysteresis.p_on': 0.7, 'hysteresis.p_off': 0.2})
+    try:                                            # an explicit p_on is kept as given
+        assert own.node.runtime.decision.config.p_on == pytest.approx(0.7)
+        assert own.node.predictor.threshold == pytest.approx(0.83)
+    finally:
+        own.close()

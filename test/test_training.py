@@ -570,3 +570,37 @@ def test_weighted_windows_pull_the_model_towards_their_label():
         task_loss(logit.expand(2, 1), labels, None, weight).backward()
         opt.step()
     assert torch.sigmoid(logit).item() == pytest.approx(0.9, abs=0.01)
+
+
+def test_calibrate_writes_the_lowest_threshold_within_the_false_alarm_budget(testbed, tmp_path,
+                                                                               capsys):
+    from mmtok_ros.model import MultiModalTransformer
+    from mmtok_ros.model.checkpoint import save_model
+    from mmtok_ros.train.evaluation import evaluate
+    torch.manual_seed(0)
+    path = save_model(tmp_path / 'm.pt', MultiModalTransformer(preset('rsu-mini')).eval(),
+                      meta={'decision_threshold': 0.6, 'label_horizon_frames': 1})
+    data, _ = dataset_from_bags(testbed, preset('rsu-mini'), progress=False)
+    model, _ = load_model(path)
+    for budget in (0.0, 1e9):
+        out = tmp_path / f'cal_{budget:g}.pt'
+        code = main(['calibrate', '--model', str(path), '--data', str(testbed), '--out', str(out),
+                     '--max-false-alarms-per-min', str(budget), '--no-progress'])
+        if code != 0:       # an untrained model may alarm at every threshold: said, no file
+            assert budget == 0.0 and 'no threshold' in capsys.readouterr().err
+            assert not out.exists()
+            continue
+        calibrated, meta = load_model(out)
+        rates = {t: evaluate(model, data, threshold=t, max_false_alarms_per_min=budget)
+                 ['false_alarms_per_min'] for t in (calibrated.decision_threshold,
+                                                    calibrated.decision_threshold - 0.01)}
+        assert rates[calibrated.decision_threshold] <= budget
+        if calibrated.decision_threshold > 0.01:       # the lowest such threshold
+            assert rates[calibrated.decision_threshold - 0.01] > budget
+        assert meta['calibration']['previous_threshold'] == 0.6
+        assert meta['calibration']['bags'] == ['scenario_00', 'scenario_01']
+        for a, b in zip(calibrated.state_dict().values(), model.state_dict().values()):
+            assert torch.equal(a, b)                   # the same weights
+    assert calibrated.decision_threshold == 0.01       # no budget: the lowest grid threshold
+    assert main(['calibrate', '--model', str(path), '--data', str(testbed), '--out',
+                 str(path)]) == 2                      # never overwrites its input

@@ -35,7 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--latency-ms', type=float, default=None,
                         help='decision delay after the newest frame (default: the median '
                              'streaming inference time per window measured here)')
-    parser.add_argument('--p-on', type=float, default=h.p_on)
+    parser.add_argument('--p-on', type=float, default=None,
+                        help="default: the model file's decision threshold, as the node's "
+                             'hysteresis.p_on; then --p-off is at most it')
     parser.add_argument('--p-off', type=float, default=h.p_off)
     parser.add_argument('--on-windows', type=int, default=h.on_windows)
     parser.add_argument('--off-windows', type=int, default=h.off_windows)
@@ -54,10 +56,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              'testbed for testbed sidecars, road for road ones')
 
 
-def _options(args: argparse.Namespace, truth: dict, latency_ms: float):
+def _options(args: argparse.Namespace, truth: dict, latency_ms: float, threshold: float):
     from ..runtime.emulation import EmulationOptions
     from ..runtime.handover import HysteresisConfig
-    hysteresis = HysteresisConfig(args.p_on, args.p_off, args.on_windows, args.off_windows,
+    p_on, p_off = ((threshold, min(args.p_off, threshold)) if args.p_on is None
+                   else (args.p_on, args.p_off))
+    hysteresis = HysteresisConfig(p_on, p_off, args.on_windows, args.off_windows,
                                   int(args.min_dwell_ms * NS_PER_MS),
                                   clear_windows=args.clear_windows)
     kw = {'latency_ms': latency_ms, 'hysteresis': hysteresis}
@@ -120,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
     threshold = float(getattr(model, 'decision_threshold', DEFAULT_DECISION_THRESHOLD))
     bags = {b.name: b for b in scenario_dirs(args.data)}
     wanted, truths = emu.bags_and_truths(args.data, args.bags, list(bags))
-    options = {name: _options(args, truths[name], 0.0) for name in wanted}
+    options = {name: _options(args, truths[name], 0.0, threshold) for name in wanted}
     timelines = {name: emu.timeline_from_truth(truths[name], home_rsu=options[name].home_rsu)
                  for name in wanted}
     n_rsus = {len(tl.rsus) for tl in timelines.values()}

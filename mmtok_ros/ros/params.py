@@ -114,8 +114,9 @@ RSU_NODE_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec('hysteresis.neighbour_stale_ms', _HYSTERESIS.neighbour_stale_ns / NS_PER_MS,
               'a neighbour link status older than this (ms, data time) is ignored', 1.0,
               600000.0, read_only=True),
-    ParamSpec('hysteresis.p_on', _HYSTERESIS.p_on, 'p_blocked at or above which a window '
-              'counts toward handing over', 0.0, 1.0, read_only=True),
+    ParamSpec('hysteresis.p_on', -1.0, 'p_blocked at or above which a window counts toward '
+              'handing over; negative: the decision threshold in use at start-up '
+              '(blocked_threshold, else the model file\'s)', -1.0, 1.0, read_only=True),
     ParamSpec('hysteresis.p_off', _HYSTERESIS.p_off, 'p_blocked below which a window counts '
               'toward handing back', 0.0, 1.0, read_only=True),
     ParamSpec('hysteresis.on_windows', _HYSTERESIS.on_windows, 'consecutive windows needed to '
@@ -204,10 +205,16 @@ def stream_config(p: SimpleNamespace) -> StreamConfig:
         expected_image_wh=(p.expected_image_width, p.expected_image_height))
 
 
-def hysteresis_config(p: SimpleNamespace) -> HysteresisConfig:
-    """The rsu_node parameters of its handover decision (raises ValueError when inconsistent)."""
+def hysteresis_config(p: SimpleNamespace, threshold: float) -> HysteresisConfig:
+    """The rsu_node parameters of its handover decision (raises ValueError when inconsistent).
+
+    ``threshold``: the decision threshold in use (``blocked_threshold``, else the model
+    file's); a negative ``hysteresis.p_on`` follows it, and then ``p_off`` is at most it."""
+    p_on, p_off = p.hysteresis_p_on, p.hysteresis_p_off
+    if p_on < 0:
+        p_on, p_off = threshold, min(p_off, threshold)
     return HysteresisConfig(
-        p_on=p.hysteresis_p_on, p_off=p.hysteresis_p_off, on_windows=p.hysteresis_on_windows,
+        p_on=p_on, p_off=p_off, on_windows=p.hysteresis_on_windows,
         off_windows=p.hysteresis_off_windows,
         min_dwell_ns=int(p.hysteresis_min_dwell_ms * NS_PER_MS),
         floor_windows=p.hysteresis_floor_windows, clear_windows=p.hysteresis_clear_windows,

@@ -73,7 +73,9 @@ class RsuNode(Node):
         self.neighbours = neighbour_ids(p)
         try:    # only a live neighbour is a target; none configured: target_rsu (testbed)
             self.stream = WindowStream(self.cfg, self.roles, stream_config(p))
-            decision = HandoverDecision(p.rsu_id, p.target_rsu, hysteresis_config(p),
+            threshold = p.blocked_threshold if p.blocked_threshold >= 0 else model_threshold
+            decision = HandoverDecision(p.rsu_id, p.target_rsu,
+                                        hysteresis_config(p, threshold),
                                         neighbours=self.neighbours)
         except ValueError as err:
             raise StartupError(f'cannot start: {err}') from None
