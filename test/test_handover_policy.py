@@ -334,3 +334,18 @@ def test_never_heard_neighbours_are_not_live_and_target_rsu_is_not_taken_blindly
 def test_neighbours_must_not_list_the_home_rsu():
     with pytest.raises(ValueError, match=r"lists this RSU \(rsu1\) itself"):
         configured(neighbours=('rsu2', 'rsu1'))
+
+
+def test_testbed_never_hands_over_to_a_target_it_measures_below_s_th():
+    # no neighbour node reports rsu2, but this node's second RSSI stream does: a predicted
+    # blockage (and the floor) wait while rsu2 is measured down, as the reactive policy waits
+    d = decision()
+    assert d.update(T0, 0.9, serving_rssi_dbm=CLEAR_DBM, target_rssi_dbm=LOW_DBM) is None
+    assert d.update(T0 + P, 0.9, serving_rssi_dbm=LOW_DBM, target_rssi_dbm=LOW_DBM) is None
+    assert d.no_target == 2 and d.serving_rsu == 'rsu1'
+    e = d.update(T0 + 2 * P, 0.9, serving_rssi_dbm=LOW_DBM, target_rssi_dbm=-44.0)
+    assert (e.target_rsu, e.reason, e.target_rssi_dbm) == \
+        ('rsu2', 'measured_below_threshold', -44.0)
+    # unmeasured: the configured target, blindly, as before
+    d = decision()
+    assert d.update(T0, 0.9, serving_rssi_dbm=CLEAR_DBM).target_rsu == 'rsu2'

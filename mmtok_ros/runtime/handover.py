@@ -40,7 +40,9 @@ The target of a predicted blockage is the best *eligible* neighbour: a state no 
 below S_th; best = highest measured RSSI (unmeasured last), then lowest ``p_blocked``, then
 RSU id. The floor follows the measurements as the reactive policy does: the fresh neighbour
 with the best measured RSSI at or above S_th, then an eligible one. Without ``neighbours``
-configured and no fresh state, ``target_rsu`` is taken (the two-RSU testbed); with fresh
+configured and no fresh state, ``target_rsu`` is taken (the two-RSU testbed) unless this
+node measures that link below S_th itself (``target_rssi_dbm``), as the reactive policy would
+not go there either (the window counts in ``no_target``); with fresh
 states that all say blocked, nobody is handed the vehicle and ``no_target`` counts the window.
 
 Dead neighbours: with ``neighbours`` configured only a *live* (fresh) neighbour is a target;
@@ -198,7 +200,8 @@ class HandoverDecision:
                 reason = 'predicted_blockage'
             else:
                 return None
-            return self._switch_to_best(stamp_ns, p_blocked, rssi, reason, exclude=())
+            return self._switch_to_best(stamp_ns, p_blocked, rssi, reason, exclude=(),
+                                        target_rssi=_finite(target_rssi_dbm))
         if self._off >= cfg.off_windows and dwell_ok:
             return self._switch(stamp_ns, self.home_rsu, p_blocked, rssi, 'predicted_clear')
         if (cfg.clear_windows and self._home_was_down and self._clear >= cfg.clear_windows
@@ -254,7 +257,8 @@ class HandoverDecision:
         return max(usable, key=lambda s: (s.rssi_dbm, s.rsu_id)) if usable else None
 
     def _switch_to_best(self, stamp_ns: int, p_blocked: float, rssi: float, reason: str,
-                        exclude: tuple[str, ...]) -> HandoverEvent | None:
+                        exclude: tuple[str, ...], target_rssi: float = NAN
+                        ) -> HandoverEvent | None:
         # the floor follows the measurements, like the reactive policy; a predicted blockage
         # prefers a neighbour whose own prediction is clear
         best = ((self._best_measured(stamp_ns, exclude)
@@ -268,9 +272,12 @@ class HandoverDecision:
                 # dead RSU; the runtime warns (once) and reports it.
                 self.no_live_target = reason
                 self.no_live_windows += 1
-            elif self.target_rsu is not None:
-                # Nothing known about any neighbour: the configured target, blindly (2-RSU).
-                return self._switch(stamp_ns, self.target_rsu, p_blocked, rssi, reason)
+            elif self.target_rsu is not None and not target_rssi < self.config.s_th_dbm:
+                # No neighbour state: the configured target (2-RSU testbed), unless this node
+                # measures its link below S_th itself (its second RSSI stream), where the
+                # reactive policy would not go either. Unmeasured (NaN): blindly, as before.
+                return self._switch(stamp_ns, self.target_rsu, p_blocked, rssi, reason,
+                                    NeighbourState(self.target_rsu, stamp_ns, NAN, target_rssi))
         self.no_target += 1
         return None
 
