@@ -44,9 +44,9 @@ def run(args) -> int:
     if Path(args.out).resolve() == Path(args.model).resolve():
         raise UserInputError('--out must not be the model file itself (write a copy)')
     model, meta = load_model(args.model, device=resolve_device(args.device)[0])
-    data, names = dataset_from_bags(args.data, model.cfg, progress=not args.no_progress)
     if model.cfg.n_classes != 1:
         raise UserInputError(f'{args.model} is not a link-status model')
+    data, names = dataset_from_bags(args.data, model.cfg, progress=not args.no_progress)
     horizon = int(meta.get('label_horizon_frames', 1))
     result = evaluate(model, data, threshold=model.decision_threshold, horizon=horizon,
                       max_false_alarms_per_min=args.max_false_alarms_per_min)
